@@ -1,0 +1,246 @@
+"""Per-recipient Liquid rendering for the emulator's ``POST /Messages``.
+
+The API renders ``content.text`` and every ``tags`` value as a Liquid template with each
+recipient's ``variables`` (a ``str -> str`` mapping). The emulator has to sustain about
+200,000 recipients per second on one core, which leaves roughly 1 µs per render, while
+python-liquid's ``BoundTemplate.render`` costs 15-20 µs. Nearly every real campaign
+template is plain text with ``{{ name }}`` or ``{{ name | default: 'x' }}`` outputs, so
+those are compiled into a list of text parts and dict lookups; everything else is parsed
+once by python-liquid and rendered by it.
+
+Semantics are those of python-liquid 2's default environment, checked by a property
+test against python-liquid itself:
+
+* An undefined variable renders as the empty string (lenient ``Undefined``).
+* Output is not HTML-escaped (``autoescape`` is off by default).
+* ``default`` replaces nil, false and empty values; with string variables that means a
+  missing key or ``""``. A whitespace-only value is not empty and is kept.
+* String literals have no escape sequences: ``'a\\nb'`` is a backslash and an ``n``.
+* Names python-liquid resolves specially are left to python-liquid: ``now`` and
+  ``today`` (a datetime/date when not supplied), ``partial`` (always ``false`` at the
+  top level, because python-liquid pushes ``{"partial": False}`` above the render
+  arguments), and expression keywords (``nil``, ``empty``, ``with``, ...).
+
+The only deliberate difference is resource limits on the python-liquid path (loop
+iterations, local namespace and output size), so that one hostile or buggy template
+such as ``{% for i in (1..999999999) %}`` cannot stall the whole emulator. Exceeding
+them raises ``TemplateError`` like any other render failure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import ClassVar, Final
+
+from liquid import BoundTemplate, Environment
+from liquid.exceptions import LiquidError, TemplateNotFoundError
+
+__all__ = ["CompiledTemplate", "TemplateError", "compile_template"]
+
+
+class TemplateError(Exception):
+    """A template that does not parse, or (python-liquid path only) fails to render.
+
+    ``line`` and ``column`` are 1-based and ``None`` when python-liquid gives no
+    position.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+class _EmulatorEnvironment(Environment):
+    """python-liquid's default environment plus limits against runaway templates.
+
+    The limits are far above anything a message body needs (Twilio caps a body at 1,600
+    characters), so they never change the output of a template that could be sent.
+    """
+
+    loop_iteration_limit: ClassVar[int | None] = 10_000
+    local_namespace_limit: ClassVar[int | None] = 1_000_000
+    output_stream_limit: ClassVar[int | None] = 1_000_000
+
+
+_ENVIRONMENT: Final = _EmulatorEnvironment()
+
+# A fast-path output statement, anchored at a "{{". It mirrors python-liquid's lexer
+# (liquid/lex.py) and expression tokenizer (liquid/builtin/expressions/_tokenize.py):
+# - the lexer strips any ``\s`` (Unicode) whitespace just inside the braces, but the
+#   expression tokenizer only skips ``[ \t\n\r]`` between tokens;
+# - a ``-`` right inside the braces is whitespace control, so it is not accepted here;
+# - a literal may not contain ``{`` or ``}``: the lexer ends the output at the first
+#   ``}}`` even inside quotes, and excluding both braces keeps that reasoning trivial.
+# Names are ASCII identifiers; the trailing part of the pattern guarantees the name is
+# a whole token (``x-y``, ``x?`` and ``x.y`` fail to match and fall back).
+_FAST_OUTPUT: Final = re.compile(
+    r"\{\{\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?:[ \t\n\r]*\|[ \t\n\r]*default[ \t\n\r]*:[ \t\n\r]*"
+    r"""(?:'(?P<single>[^'{}]*)'|"(?P<double>[^"{}]*)"))?"""
+    r"\s*\}\}"
+)
+
+# Names the fast path must not handle (see the module docstring): python-liquid's
+# expression keywords, which are literals or syntax errors rather than variables, and
+# names python-liquid resolves itself.
+_NOT_PLAIN_VARIABLES: Final = frozenset(
+    {
+        # liquid/builtin/expressions/_tokenize.py `_keywords`
+        "true",
+        "false",
+        "nil",
+        "null",
+        "empty",
+        "blank",
+        "and",
+        "or",
+        "contains",
+        "not",
+        "in",
+        "offset",
+        "limit",
+        "reversed",
+        "cols",
+        "continue",
+        "with",
+        "for",
+        "as",
+        "if",
+        "else",
+        "required",
+        # liquid/context.py `BuiltIn` and BoundTemplate.make_partial_namespace
+        "now",
+        "today",
+        "partial",
+    }
+)
+
+# Filters whose output depends on something other than the variables: ``date`` reads
+# the clock for "now"/"today". A template using one is never treated as constant.
+_IMPURE_FILTERS: Final = frozenset({"date"})
+
+_CACHE_SIZE: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """A template ready to render once per recipient.
+
+    Exactly one rendering strategy is set: ``_constant`` (the output, for templates
+    without variables), ``_parts``/``_slots`` (fast path) or ``_liquid``.
+    """
+
+    source: str
+    is_constant: bool
+    # Text parts with placeholders at the slot indexes; copied and filled per render.
+    _parts: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # (index into _parts, variable name, replacement when the value is missing or "").
+    _slots: tuple[tuple[int, str, str], ...] = field(default=(), repr=False, compare=False)
+    _liquid: BoundTemplate | None = field(default=None, repr=False, compare=False)
+    _constant: str | None = field(default=None, repr=False, compare=False)
+
+    def render(self, variables: Mapping[str, str]) -> str:
+        """Render for one recipient; unknown variables render as ""."""
+        if self._constant is not None:
+            return self._constant
+        if self._liquid is not None:
+            return _render_liquid(self._liquid, variables)
+        parts = list(self._parts)
+        get = variables.get
+        for index, name, fallback in self._slots:
+            # A plain output has fallback "", so missing and "" both render as "",
+            # exactly like Liquid; for `default` the fallback is the literal.
+            parts[index] = get(name) or fallback
+        return "".join(parts)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def compile_template(source: str) -> CompiledTemplate:
+    """Compile ``source`` once; raises TemplateError if it is not valid Liquid.
+
+    Cached because a campaign sends the same few templates for every recipient.
+    """
+    fast = _compile_fast(source)
+    if fast is not None:
+        parts, slots = fast
+        if not slots:
+            return CompiledTemplate(source, is_constant=True, _constant="".join(parts))
+        return CompiledTemplate(source, is_constant=False, _parts=parts, _slots=slots)
+
+    try:
+        template = _ENVIRONMENT.from_string(source)
+    except LiquidError as err:
+        raise _template_error("invalid template", err) from err
+    if _is_constant(template):
+        # Render now so a constant template costs nothing per recipient, and so that
+        # its render errors (e.g. an {% include %} of an unknown template) surface at
+        # compile time.
+        return CompiledTemplate(source, is_constant=True, _constant=_render_liquid(template, {}))
+    return CompiledTemplate(source, is_constant=False, _liquid=template)
+
+
+def _compile_fast(source: str) -> tuple[tuple[str, ...], tuple[tuple[int, str, str], ...]] | None:
+    """Split a fast-path template into parts and slots, or None to use python-liquid."""
+    if "{%" in source:
+        return None
+    parts: list[str] = []
+    slots: list[tuple[int, str, str]] = []
+    position = 0
+    while (start := source.find("{{", position)) >= 0:
+        # python-liquid's lexer also starts an output at the first "{{" after text, so
+        # anchoring the match there tokenizes exactly as it does.
+        match = _FAST_OUTPUT.match(source, start)
+        if match is None or match["name"] in _NOT_PLAIN_VARIABLES:
+            return None
+        if start > position:
+            parts.append(source[position:start])
+        fallback = match["single"] if match["single"] is not None else match["double"]
+        slots.append((len(parts), match["name"], fallback or ""))
+        parts.append("")
+        position = match.end()
+    if position < len(source):
+        parts.append(source[position:])
+    return tuple(parts), tuple(slots)
+
+
+def _is_constant(template: BoundTemplate) -> bool:
+    """Whether python-liquid output cannot depend on the variables or the clock."""
+    try:
+        # include_partials=False: the emulator has no partials to load, and an
+        # {% include %} fails at render time anyway.
+        if template.global_variables(include_partials=False):
+            return False
+        return not _IMPURE_FILTERS.intersection(template.filter_names(include_partials=False))
+    except LiquidError:
+        return False
+
+
+def _render_liquid(template: BoundTemplate, variables: Mapping[str, str]) -> str:
+    try:
+        # Passed positionally, not as **variables, so names like "self" cannot collide
+        # with BoundTemplate.render's own parameters.
+        return template.render(variables)
+    except LiquidError as err:
+        raise _template_error("template failed to render", err) from err
+
+
+def _template_error(what: str, err: LiquidError) -> TemplateError:
+    """A one-line TemplateError from python-liquid's multi-line diagnostic."""
+    message = err.message if err.message is not None else type(err).__name__
+    if isinstance(err, TemplateNotFoundError):
+        # Its message is only the template name; the emulator has no partials to load.
+        message = f"template not found: {message!r}"
+    try:
+        context = err.context()
+    except ValueError:  # python-liquid's token index can fall outside the source
+        context = None
+    if context is None:
+        return TemplateError(f"{what}: {message}")
+    line, column = context[0], context[1] + 1
+    return TemplateError(
+        f"{what} at line {line}, column {column}: {message}", line=line, column=column
+    )
