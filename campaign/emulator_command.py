@@ -16,6 +16,7 @@ from campaign.emulator import (
     DataFileError,
     FaultError,
     Faults,
+    RunningEmulator,
     serve,
 )
 
@@ -141,8 +142,9 @@ async def _serve_until_signal(
     host: str, port: int, data: Path | None, speed: float, faults: Faults, pagination_tokens: bool
 ) -> None:
     credentials = Credentials.from_environment()
-    async with (
-        serve(
+    # Signals are caught before the banner, so a stop sent the moment it shows still counts.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve(
             host=host,
             port=port,
             data=data,
@@ -150,21 +152,23 @@ async def _serve_until_signal(
             credentials=credentials,
             clock=Clock(speed=speed),
             next_as_token=pagination_tokens,
-        ) as emu,
-        anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
-    ):
-        click.echo(
-            f"Communications API emulator listening on {emu.base_url} (also {emu.root_url}/v1)"
-        )
-        if credentials.from_env:
-            click.echo("Credentials: the TWILIO_* variables of this environment (not shown)")
-        else:
-            user, secret = credentials.pairs[0]
-            click.echo(f"Credentials: TWILIO_ACCOUNT_SID={user} TWILIO_AUTH_TOKEN={secret}")
-        if data is None:
-            click.echo(f"Sample pool: {SAMPLE_POOL_ID}")
-        click.echo(f"Inspect: {emu.root_url}/_emulator/stats  Stop: Ctrl-C", nl=True)
-        sys.stdout.flush()
-        async for signum in signals:
-            click.echo(f"Stopping on {signal.Signals(signum).name}.")
-            return
+        ) as emu:
+            _print_banner(emu, credentials, with_sample_pool=data is None)
+            async for signum in signals:
+                click.echo(f"Stopping on {signal.Signals(signum).name}.")
+                return
+
+
+def _print_banner(
+    emu: RunningEmulator, credentials: Credentials, *, with_sample_pool: bool
+) -> None:
+    click.echo(f"Communications API emulator listening on {emu.base_url} (also {emu.root_url}/v1)")
+    if credentials.from_env:
+        click.echo("Credentials: the TWILIO_* variables of this environment (not shown)")
+    else:
+        user, secret = credentials.pairs[0]
+        click.echo(f"Credentials: TWILIO_ACCOUNT_SID={user} TWILIO_AUTH_TOKEN={secret}")
+    if with_sample_pool:
+        click.echo(f"Sample pool: {SAMPLE_POOL_ID}")
+    click.echo(f"Inspect: {emu.root_url}/_emulator/stats  Stop: Ctrl-C")
+    sys.stdout.flush()

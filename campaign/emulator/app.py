@@ -18,6 +18,7 @@ from pathlib import Path
 
 import anyio
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from campaign.emulator.delivery import Clock, DeliveryProfile
 from campaign.emulator.errors import (
@@ -141,18 +142,18 @@ def _after_processing(faults: FaultInjector) -> None:
         raise ApiError(500, SERVER_ERROR, "The service had a problem after accepting the request")
 
 
-def _make_middleware(credentials: Credentials) -> web.typedefs.Middleware:
+def _make_middleware(credentials: Credentials) -> Middleware:
     accepted = credentials.headers()
 
     @web.middleware
-    async def api_middleware(
-        request: web.Request, handler: web.typedefs.Handler
-    ) -> web.StreamResponse:
+    async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_emulator/"):
             try:
                 return await handler(request)
             except ApiError as error:
                 return _error_response(error)
+            except web.HTTPException as exc:
+                return _error_response(_from_http_exception(exc))
         route = _route_name(request)
         stats = request.app[STATS]
         faults = request.app[CONTEXT].faults

@@ -9,20 +9,30 @@ by moving a fake clock.
 
 from __future__ import annotations
 
+import bisect
+import math
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from campaign.emulator.model import Message, MessageOperation, MessageStatus, Route, Sender
+from campaign.emulator.model import (
+    NO_SENDER,
+    Message,
+    MessageOperation,
+    MessageStatus,
+    Route,
+    Sender,
+)
 
 __all__ = [
+    "BatchPlan",
     "Clock",
     "DeliveryProfile",
-    "Plan",
     "attempts_of",
     "operation_stats",
-    "plan_recipient",
+    "plan_batch",
     "status_of",
 ]
 
@@ -86,76 +96,178 @@ class DeliveryProfile:
     whatsapp_queue_ttl_s: float = 4 * 3600.0
 
 
+_MODULUS = 100_003
+
+
 def _fraction(address: str, salt: int) -> float:
     """A stable number in [0, 1) for an address: the same handset always behaves the same."""
-    return ((zlib.crc32(address.encode()) * 2654435761 + salt * 40503) % 100_003) / 100_003
+    return _spread(zlib.crc32(address.encode()), salt)
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    sender: Sender | None
-    route: Route
-    send_emu_s: float
+def _spread(digest: int, salt: int) -> float:
+    return ((digest * _SPREAD_FACTOR + salt * 40503) % _MODULUS) / _MODULUS
 
 
-def _take_slot(sender: Sender, ready_s: float, segments: int) -> float:
-    start = max(ready_s, sender.next_free_s)
-    sender.next_free_s = start + segments / sender.rate_per_s
-    return start
+@dataclass(slots=True)
+class BatchPlan:
+    """Where each recipient of one request goes, column by column (see MessageOperation)."""
+
+    senders: list[Sender]
+    sender_index: bytearray
+    routes: bytearray
+    send_emu_s: array[float]
 
 
-def _least_loaded(senders: Sequence[Sender]) -> Sender:
-    if len(senders) == 1:
-        return senders[0]
-    return min(senders, key=lambda s: s.next_free_s)
-
-
-def plan_recipient(
-    address: str,
-    channel: str,
-    segments: int,
+def plan_batch(  # noqa: PLR0915 - the per-recipient loop stays inline for speed
+    addresses: list[str],
+    whatsapp: bytearray,
+    segments: list[int],
     ready_s: float,
+    now_s: float,
     by_channel: dict[str, list[Sender]],
     profile: DeliveryProfile,
-) -> Plan:
-    """Choose the sender and route for one recipient and reserve its slot in that queue."""
-    if channel == "WHATSAPP":
-        candidates = by_channel.get("WHATSAPP")
-        ttl = profile.whatsapp_queue_ttl_s
-        route = Route.DIRECT
+) -> BatchPlan:
+    """Choose each recipient's sender and route, and reserve its slot in that sender's queue.
+
+    PHONE recipients whose handset supports RCS (decided from the number) go to an RCS
+    sender when the pool has one; a share of those attempts fail and fall back to SMS.
+    Other PHONE recipients go to SMS, WHATSAPP ones to WhatsApp; with no such sender a
+    recipient is unaddressable. Each sender's queue drains at its rate, and whatever would
+    wait longer than the channel's queue lifetime expires instead. A scheduled send
+    (`ready_s` after `now_s`) takes slots at its time without delaying sends made now.
+    """
+    count = len(addresses)
+    scheduled = ready_s > now_s
+    senders = [
+        sender for channel in ("RCS", "SMS", "WHATSAPP") for sender in by_channel.get(channel, ())
+    ]
+    position = {id(sender): index for index, sender in enumerate(senders)}
+    plan = BatchPlan(senders, bytearray(count), bytearray(count), array("d", bytes(8 * count)))
+    sender_index, routes, send_times = plan.sender_index, plan.routes, plan.send_emu_s
+    rcs = _Lanes(by_channel.get("RCS", []))
+    sms = _Lanes(by_channel.get("SMS", []))
+    wa = _Lanes(by_channel.get("WHATSAPP", []))
+    # Integer thresholds on the address hash: the same verdicts as _spread(...) < share.
+    capable_below = math.ceil(profile.rcs_capable_share * _MODULUS) if rcs.senders else -1
+    failure_below = math.ceil(profile.rcs_failure_share * _MODULUS) if sms.senders else -1
+    sms_ttl, wa_ttl = profile.sms_queue_ttl_s, profile.whatsapp_queue_ttl_s
+    fallback_delay = profile.sent_to_final_s
+    crc32 = zlib.crc32
+    direct, fallback, expired = int(Route.DIRECT), int(Route.RCS_FALLBACK), int(Route.EXPIRED)
+    for index in range(count):
+        route = direct
+        start = ready_s
+        if whatsapp[index]:
+            lanes, ttl = wa, wa_ttl
+        else:
+            lanes, ttl = sms, sms_ttl
+            if capable_below > 0:
+                digest = crc32(addresses[index].encode()) * _SPREAD_FACTOR
+                if (digest + _SALT_1) % _MODULUS < capable_below:
+                    lanes = rcs
+                    if (digest + _SALT_2) % _MODULUS < failure_below:
+                        # The RCS attempt takes its slot and fails; then SMS is queued.
+                        rcs_sender = rcs.pick()
+                        rcs_busy_s = segments[index] / rcs_sender.rate_per_s
+                        if scheduled or rcs_sender.reserved:
+                            rcs_start = _find_slot(rcs_sender, ready_s, rcs_busy_s)
+                            _take_slot(rcs_sender, rcs_start, rcs_busy_s, now_s)
+                        else:
+                            rcs_start = max(ready_s, rcs_sender.next_free_s)
+                            rcs_sender.next_free_s = rcs_start + rcs_busy_s
+                        start = rcs_start + fallback_delay
+                        route = fallback
+                        lanes = sms
+        if not lanes.senders:
+            sender_index[index] = NO_SENDER
+            routes[index] = Route.UNADDRESSABLE
+            send_times[index] = ready_s
+            continue
+        sender = lanes.pick()
+        busy_s = segments[index] / sender.rate_per_s
+        careful = scheduled or sender.reserved
+        slot = _find_slot(sender, start, busy_s) if careful else max(start, sender.next_free_s)
+        if slot - ready_s > ttl:
+            # Twilio drops what has waited too long; the queue does not advance for it.
+            route = expired
+            slot = ready_s + ttl
+        elif careful:
+            _take_slot(sender, slot, busy_s, now_s)
+        else:
+            sender.next_free_s = slot + busy_s
+        sender_index[index] = position[id(sender)]
+        routes[index] = route
+        send_times[index] = slot
+    return plan
+
+
+def _find_slot(sender: Sender, earliest_s: float, busy_s: float) -> float:
+    """The first moment from `earliest_s` on when the sender is free for `busy_s` seconds."""
+    slot = max(earliest_s, sender.next_free_s)
+    for start, end in sender.reserved:
+        if slot + busy_s <= start:
+            break
+        slot = max(slot, end)
+    return slot
+
+
+def _take_slot(sender: Sender, slot_s: float, busy_s: float, now_s: float) -> None:
+    """Mark [slot_s, slot_s + busy_s) taken, found free by _find_slot."""
+    end_s = slot_s + busy_s
+    reserved = sender.reserved
+    if slot_s <= max(now_s, sender.next_free_s):
+        # Right after the queue's current work (or now, when idle): the queue moves on, and
+        # swallows the scheduled blocks it has reached.
+        sender.next_free_s = end_s
+        while reserved and reserved[0][0] <= end_s:
+            sender.next_free_s = max(sender.next_free_s, reserved.pop(0)[1])
+        return
+    at = bisect.bisect_left(reserved, slot_s, key=_block_start)
+    if at > 0 and reserved[at - 1][1] == slot_s:
+        reserved[at - 1][1] = end_s  # extends the block before, the usual case in a batch
+        at -= 1
     else:
-        rcs = by_channel.get("RCS")
-        sms = by_channel.get("SMS")
-        ttl = profile.sms_queue_ttl_s
-        if rcs and _fraction(address, 1) < profile.rcs_capable_share:
-            rcs_sender = _least_loaded(rcs)
-            if not (sms and _fraction(address, 2) < profile.rcs_failure_share):
-                return _planned(rcs_sender, Route.DIRECT, ready_s, segments, ttl)
-            # The RCS attempt takes its slot, fails after the usual delay, then SMS is queued.
-            failed_at = _take_slot(rcs_sender, ready_s, segments) + profile.sent_to_final_s
-            return _planned(
-                _least_loaded(sms), Route.RCS_FALLBACK, failed_at, segments, ttl, ready_s
-            )
-        candidates = sms
-        route = Route.DIRECT
-    if not candidates:
-        return Plan(None, Route.UNADDRESSABLE, ready_s)
-    return _planned(_least_loaded(candidates), route, ready_s, segments, ttl)
+        reserved.insert(at, [slot_s, end_s])
+    if at + 1 < len(reserved) and reserved[at + 1][0] <= reserved[at][1]:
+        reserved[at][1] = max(reserved[at][1], reserved.pop(at + 1)[1])
 
 
-def _planned(
-    sender: Sender,
-    route: Route,
-    ready_s: float,
-    segments: int,
-    ttl_s: float,
-    queued_since_s: float | None = None,
-) -> Plan:
-    since = ready_s if queued_since_s is None else queued_since_s
-    if max(ready_s, sender.next_free_s) - since > ttl_s:
-        # Twilio drops what has waited too long; the sender's queue does not advance for it.
-        return Plan(sender, Route.EXPIRED, since + ttl_s)
-    return Plan(sender, route, _take_slot(sender, ready_s, segments))
+def _block_start(block: list[float]) -> float:
+    return block[0]
+
+
+_SPREAD_FACTOR = 2654435761
+_SALT_1 = 1 * 40503
+_SALT_2 = 2 * 40503
+
+
+class _Lanes:
+    """The senders of one channel, handing out the one whose queue frees up first.
+
+    Only the sender just picked gets busier, so it stays the pick until it passes the next
+    least busy one; that saves a scan of all senders for most recipients.
+    """
+
+    __slots__ = ("best", "senders", "threshold_s")
+
+    def __init__(self, senders: list[Sender]) -> None:
+        self.senders = senders
+        self.best: Sender | None = None
+        self.threshold_s = 0.0
+
+    def pick(self) -> Sender:
+        best = self.best
+        if best is not None and best.next_free_s <= self.threshold_s:
+            return best
+        senders = self.senders
+        best = min(senders, key=_next_free)
+        self.best = best
+        self.threshold_s = min((s.next_free_s for s in senders if s is not best), default=math.inf)
+        return best
+
+
+def _next_free(sender: Sender) -> float:
+    return sender.next_free_s
 
 
 def status_of(

@@ -66,15 +66,17 @@ class Faults:
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise FaultError(f"{name} must be a number from 0 to 1, got {value!r}")
         if self.max_concurrent_requests is not None and (
-            not isinstance(self.max_concurrent_requests, int) or self.max_concurrent_requests < 1
+            not _is_whole(self.max_concurrent_requests) or self.max_concurrent_requests < 1
         ):
             raise FaultError("max_concurrent_requests must be a whole number of at least 1")
         if self.rate_limit_per_s is not None and (
             not _is_number(self.rate_limit_per_s) or self.rate_limit_per_s <= 0
         ):
             raise FaultError("rate_limit_per_s must be a positive number")
-        if not isinstance(self.retry_after_s, int) or self.retry_after_s < 0:
+        if not _is_whole(self.retry_after_s) or self.retry_after_s < 0:
             raise FaultError("retry_after_s must be a whole number of seconds, 0 or more")
+        if self.seed is not None and not _is_whole(self.seed):
+            raise FaultError("seed must be a whole number")
         low, high = self.latency_ms
         if not (_is_number(low) and _is_number(high) and 0 <= low <= high):
             raise FaultError("latency_ms must be a number or [min, max] with 0 <= min <= max")
@@ -82,6 +84,11 @@ class Faults:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: Any) -> bool:
+    # bool is an int in Python, but `true` is no count.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _latency(value: Any) -> tuple[float, float]:

@@ -23,7 +23,7 @@ async def stats(request: web.Request) -> web.Response:
     store = request.app[CONTEXT].store
     by_status: Counter[str] = Counter()
     unaddressable = 0
-    for message in store.messages:
+    for _, message in store.iter_messages(0):
         if message.route is Route.UNADDRESSABLE:
             unaddressable += 1
         by_status[store.status(message)[0].value] += 1
@@ -80,7 +80,7 @@ async def messages(request: web.Request) -> web.Response:
                 "createdAt": iso(op.created_at),
             }
         )
-    return json_response({"messages": items, "total": len(store.messages)})
+    return json_response({"messages": items, "total": store.message_count})
 
 
 async def reset(request: web.Request) -> web.Response:

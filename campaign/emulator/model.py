@@ -8,6 +8,7 @@ derived: its status is computed from the delivery plan and the clock when asked
 from __future__ import annotations
 
 import enum
+from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "CHANNELS_FROM",
     "CHANNELS_TO",
     "DEFAULT_RATE_PER_S",
+    "NO_SENDER",
     "SENDER_CHANNELS",
     "Message",
     "MessageOperation",
@@ -83,6 +85,9 @@ class Sender:
     rate_per_s: float
     # Emulated second at which this sender's queue is next free: the queue drains at rate_per_s.
     next_free_s: float = 0.0
+    # Slots taken later on by scheduled sends, as sorted, disjoint [start, end] pairs that all
+    # lie beyond next_free_s; the gaps before them stay free for sends made now.
+    reserved: list[list[float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,8 +148,14 @@ class PoolOperation:
 
 @dataclass(slots=True, eq=False)
 class MessageOperation:
+    """One accepted request, with its recipients stored column by column.
+
+    Millions of recipients stay small this way (no object per recipient); a `Message` is a
+    view made on demand by `message(index)`.
+    """
+
     id: str
-    # Messages of one request are stored contiguously: [first_seq, first_seq + count).
+    # Messages of one request have consecutive sequence numbers: [first_seq, first_seq + count).
     first_seq: int
     count: int
     created_at: float  # wall clock, epoch seconds
@@ -153,10 +164,39 @@ class MessageOperation:
     scheduled_for: float | None  # wall clock of schedule.sendAt, when given
     from_pool_id: str | None
     tag_keys: tuple[str, ...]
+    addresses: list[str]
+    whatsapp: bytearray  # 1 where the recipient's channel is WHATSAPP, 0 for PHONE
+    # Per tag key: one rendered value per recipient, or the one value all recipients share.
+    tag_columns: tuple[list[str] | str, ...]
+    senders: list[Sender]  # the senders this request used; sender_index points into it
+    sender_index: bytearray  # NO_SENDER when no sender can reach the recipient
+    routes: bytearray  # Route values
+    send_emu_s: array[float]  # emulated second the final attempt leaves its sender
+
+    def tag_values(self, index: int) -> tuple[str, ...]:
+        return tuple(c if isinstance(c, str) else c[index] for c in self.tag_columns)
+
+    def message(self, index: int) -> Message:
+        sender_at = self.sender_index[index]
+        return Message(
+            seq=self.first_seq + index,
+            operation=self,
+            address=self.addresses[index],
+            channel="WHATSAPP" if self.whatsapp[index] else "PHONE",
+            tag_values=self.tag_values(index),
+            sender=None if sender_at == NO_SENDER else self.senders[sender_at],
+            route=Route(self.routes[index]),
+            send_emu_s=self.send_emu_s[index],
+        )
 
 
-@dataclass(slots=True, eq=False)
+NO_SENDER = 255
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One recipient of an operation, as the API shows it."""
+
     seq: int
     operation: MessageOperation
     address: str

@@ -149,13 +149,24 @@ class CompiledTemplate:
             return self._constant
         if self._liquid is not None:
             return _render_liquid(self._liquid, variables)
-        parts = list(self._parts)
+        slots = self._slots
+        if len(slots) == 1 and len(self._parts) <= 3:
+            # The commonest shapes ("{{ row }}", "Hi {{ name }}, ..."): no list to build.
+            index, name, fallback = slots[0]
+            value = variables.get(name) or fallback
+            parts = self._parts
+            if len(parts) == 1:
+                return value
+            if index == 0:
+                return value + parts[1]
+            return parts[0] + value + parts[2] if len(parts) == 3 else parts[0] + value
+        parts_list = list(self._parts)
         get = variables.get
-        for index, name, fallback in self._slots:
+        for index, name, fallback in slots:
             # A plain output has fallback "", so missing and "" both render as "",
             # exactly like Liquid; for `default` the fallback is the literal.
-            parts[index] = get(name) or fallback
-        return "".join(parts)
+            parts_list[index] = get(name) or fallback
+        return "".join(parts_list)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

@@ -224,7 +224,7 @@ async def send_messages(request: web.Request) -> web.Response:
     body = await _json_body(request)
     send = validate_send(body, datetime.fromtimestamp(ctx.store.clock.wall_s(), UTC))
     routes = ctx.store.resolve_routes(send)
-    ctx.faults.admit_recipients(len(send.recipients))
+    ctx.faults.admit_recipients(send.count)
     op = ctx.store.accept(send, routes)
     location = f"{_base_url(request)}/Messages/Operations/{op.id}"
     return json_response(

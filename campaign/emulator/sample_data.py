@@ -58,7 +58,7 @@ class AccountData:
     pools: tuple[SenderPool, ...]
 
     def fresh_senders(self) -> list[Sender]:
-        return [replace(s, tags=dict(s.tags), next_free_s=0.0) for s in self.senders]
+        return [replace(s, tags=dict(s.tags), next_free_s=0.0, reserved=[]) for s in self.senders]
 
     def fresh_pools(self) -> list[SenderPool]:
         return [

@@ -9,7 +9,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Any
 
-from campaign.emulator.delivery import Clock, DeliveryProfile, plan_recipient, status_of
+from campaign.emulator.delivery import Clock, DeliveryProfile, plan_batch, status_of
 from campaign.emulator.errors import ApiError
 from campaign.emulator.ids import make_id, sequence_of
 from campaign.emulator.model import (
@@ -48,7 +48,8 @@ class Store:
         self.pool_operations: dict[str, PoolOperation] = {}
         self.operations: list[MessageOperation] = []
         self.operations_by_id: dict[str, MessageOperation] = {}
-        self.messages: list[Message] = []
+        self._first_seqs: list[int] = []  # first_seq of each operation, for bisecting
+        self.message_count = 0
         self.recipients_accepted = 0
         self.duplicates = 0
         self._accepted_by_campaign: dict[str, set[str]] = {}
@@ -58,7 +59,7 @@ class Store:
     def __repr__(self) -> str:
         return (
             f"<Store senders={len(self.senders)} pools={len(self.pools)} "
-            f"operations={len(self.operations)} messages={len(self.messages)}>"
+            f"operations={len(self.operations)} messages={self.message_count}>"
         )
 
     def _next_id(self, kind: str) -> str:
@@ -195,60 +196,59 @@ class Store:
         if request.send_at is not None:
             scheduled_for = request.send_at.timestamp()
             ready_s = max(emu_now, emu_now + (scheduled_for - wall_now) * self.clock.speed)
-        first_seq = len(self.messages)
+        plan = plan_batch(
+            request.addresses,
+            request.whatsapp,
+            request.segments,
+            ready_s,
+            emu_now,
+            by_channel,
+            self.profile,
+        )
         op = MessageOperation(
             id=self._next_id("operation"),
-            first_seq=first_seq,
-            count=len(request.recipients),
+            first_seq=self.message_count,
+            count=request.count,
             created_at=wall_now,
             accepted_emu_s=emu_now,
             send_at_emu_s=ready_s,
             scheduled_for=scheduled_for,
             from_pool_id=pool_id,
             tag_keys=request.tag_keys,
+            addresses=request.addresses,
+            whatsapp=request.whatsapp,
+            tag_columns=request.tag_columns,
+            senders=plan.senders,
+            sender_index=plan.sender_index,
+            routes=plan.routes,
+            send_emu_s=plan.send_emu_s,
         )
-        campaign_index = (
-            request.tag_keys.index("campaign") if "campaign" in request.tag_keys else -1
-        )
-        profile = self.profile
-        messages = self.messages
-        append = messages.append
-        seen = self._accepted_by_campaign
-        duplicates = 0
-        for seq, recipient in enumerate(request.recipients, start=first_seq):
-            plan = plan_recipient(
-                recipient.address,
-                recipient.channel,
-                recipient.segments,
-                ready_s,
-                by_channel,
-                profile,
-            )
-            append(
-                Message(
-                    seq,
-                    op,
-                    recipient.address,
-                    recipient.channel,
-                    recipient.tag_values,
-                    plan.sender,
-                    plan.route,
-                    plan.send_emu_s,
-                )
-            )
-            campaign = recipient.tag_values[campaign_index] if campaign_index >= 0 else ""
-            addresses = seen.get(campaign)
-            if addresses is None:
-                addresses = seen[campaign] = set()
-            if recipient.address in addresses:
-                duplicates += 1
-            else:
-                addresses.add(recipient.address)
+        self._count_duplicates(op)
         self.operations.append(op)
+        self._first_seqs.append(op.first_seq)
         self.operations_by_id[op.id] = op
+        self.message_count += op.count
         self.recipients_accepted += op.count
-        self.duplicates += duplicates
         return op
+
+    def _count_duplicates(self, op: MessageOperation) -> None:
+        """Recipients accepted before with the same address and the same `campaign` tag."""
+        campaigns: list[str] | str = ""
+        if "campaign" in op.tag_keys:
+            campaigns = op.tag_columns[op.tag_keys.index("campaign")]
+        seen = self._accepted_by_campaign
+        if isinstance(campaigns, str):
+            addresses = seen.setdefault(campaigns, set())
+            before = len(addresses)
+            addresses.update(op.addresses)
+            self.duplicates += op.count - (len(addresses) - before)
+            return
+        for campaign, address in zip(campaigns, op.addresses, strict=True):
+            addresses = seen.setdefault(campaign, set())
+            if address in addresses:
+                self.duplicates += 1
+            else:
+                addresses.add(address)
 
     def operation(self, operation_id: str) -> MessageOperation:
         found = self.operations_by_id.get(operation_id)
@@ -256,16 +256,20 @@ class Store:
             raise ApiError.not_found(f"Operation {operation_id}")
         return found
 
-    def messages_of(self, op: MessageOperation) -> list[Message]:
-        return self.messages[op.first_seq : op.first_seq + op.count]
+    def messages_of(self, op: MessageOperation) -> Iterator[Message]:
+        return (op.message(index) for index in range(op.count))
 
     def message_id(self, message: Message) -> str:
         return make_id("message", int(message.operation.created_at * 1000), message.seq)
 
+    def message_at(self, seq: int) -> Message:
+        op = self.operations[bisect.bisect_right(self._first_seqs, seq) - 1]
+        return op.message(seq - op.first_seq)
+
     def message(self, message_id: str) -> Message:
         seq = sequence_of(message_id, "message")
-        if seq is not None and seq < len(self.messages):
-            found = self.messages[seq]
+        if seq is not None and seq < self.message_count:
+            found = self.message_at(seq)
             if self.message_id(found) == message_id:
                 return found
         raise ApiError.not_found(f"Message {message_id}")
@@ -283,19 +287,23 @@ class Store:
         since: float | None = None,
         until: float | None = None,
     ) -> Iterator[tuple[int, Message]]:
-        """Messages from position `start` on, narrowed cheaply by operation or creation time."""
-        messages = self.messages
-        stop = len(messages)
+        """Messages from sequence number `start` on, narrowed cheaply by operation or time."""
         if operation is not None:
-            start = max(start, operation.first_seq)
-            stop = operation.first_seq + operation.count
-        if since is not None:
-            # Messages are appended in creation order, so a date window is a slice.
-            start = max(start, bisect.bisect_left(messages, since, key=_created_at))
-        if until is not None:
-            stop = min(stop, bisect.bisect_right(messages, until, key=_created_at))
-        for index in range(start, stop):
-            yield index, messages[index]
+            operations = [operation]
+        else:
+            operations = self.operations
+            first = 0
+            if since is not None:
+                # Operations are appended in creation order, so a date window is a slice.
+                first = bisect.bisect_left(operations, since, key=_created_at)
+            first = max(first, bisect.bisect_right(self._first_seqs, start) - 1)
+            last = len(operations)
+            if until is not None:
+                last = bisect.bisect_right(operations, until, key=_created_at)
+            operations = operations[first:last] if first < last else []
+        for op in operations:
+            for index in range(max(0, start - op.first_seq), op.count):
+                yield op.first_seq + index, op.message(index)
 
     def message_json(self, message: Message, base_url: str) -> dict[str, Any]:
         op = message.operation
@@ -322,8 +330,8 @@ class Store:
         }
 
 
-def _created_at(message: Message) -> float:
-    return message.operation.created_at
+def _created_at(op: MessageOperation) -> float:
+    return op.created_at
 
 
 def _iso_or_none(epoch_s: float | None) -> str | None:

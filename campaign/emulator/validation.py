@@ -16,7 +16,7 @@ from campaign.emulator.errors import INVALID_ADDRESS, MISSING_CONTENT, ApiError
 from campaign.emulator.rendering import CompiledTemplate, TemplateError, compile_template
 from campaign.segments import count_segments
 
-__all__ = ["MAX_RECIPIENTS", "MAX_TAGS", "Recipient", "SendRequest", "validate_send"]
+__all__ = ["MAX_RECIPIENTS", "MAX_TAGS", "SendRequest", "validate_send"]
 
 MAX_RECIPIENTS = 10_000
 MAX_TAGS = 10
@@ -27,26 +27,32 @@ _TAG_RE = re.compile(r"[a-zA-Z0-9._~-]+")
 _CONTENT_ID_RE = re.compile(r"HX[0-9a-fA-F]{32}")
 _TOP_KEYS = frozenset({"from", "to", "content", "tags", "schedule"})
 _TO_KEYS = frozenset({"address", "channel", "variables"})
-_CHANNELS = {"PHONE": "PHONE", "phone": "PHONE", "WHATSAPP": "WHATSAPP", "whatsapp": "WHATSAPP"}
+# Recipient channels as the API accepts them (upper or lower case): is it WhatsApp?
+_CHANNELS = {"PHONE": False, "phone": False, "WHATSAPP": True, "whatsapp": True}
 _FROM_CHANNELS = frozenset({"SMS", "RCS", "WHATSAPP"})
 
 
 @dataclass(frozen=True, slots=True)
-class Recipient:
-    address: str
-    channel: str  # PHONE or WHATSAPP
-    tag_values: tuple[str, ...]
-    segments: int
-
-
-@dataclass(frozen=True, slots=True)
 class SendRequest:
+    """A valid request, its recipients held column by column (index i is recipient i)."""
+
     from_pool_id: str | None
     from_sender_id: str | None
     from_address: tuple[str, str] | None  # (address, channel)
-    recipients: list[Recipient]
+    addresses: list[str]
+    whatsapp: bytearray  # 1 where the recipient's channel is WHATSAPP
+    segments: list[int]  # SMS segments of each recipient's rendered text
     tag_keys: tuple[str, ...]
+    tag_columns: tuple[list[str] | str, ...]  # rendered per recipient, or one shared value
     send_at: datetime | None
+
+    @property
+    def count(self) -> int:
+        return len(self.addresses)
+
+
+def segments_of(text: str) -> int:
+    return count_segments(text).segments
 
 
 def _fail(message: str) -> ApiError:
@@ -155,10 +161,11 @@ def _parse_schedule(value: Any, now: datetime) -> datetime | None:
     return when
 
 
-def _check_tag_value(key: str, value: str, index: int) -> None:
+def _check_tag_value(key: str, value: str, index: int | None) -> None:
     if len(value) > MAX_TAG_VALUE or not _TAG_RE.fullmatch(value):
+        where = "" if index is None else f"to[{index}]: "
         raise _fail(
-            f"to[{index}]: tag {key} renders to {value[:40]!r}, which must be 1-{MAX_TAG_VALUE} "
+            f"{where}tag {key} renders to {value[:40]!r}, which must be 1-{MAX_TAG_VALUE} "
             "characters of [a-zA-Z0-9._~-]"
         )
 
@@ -182,68 +189,103 @@ def validate_send(body: Any, now: datetime) -> SendRequest:
         raise _fail("to must be a list of 1 to 10,000 recipients")
     if len(to) > MAX_RECIPIENTS:
         raise _fail(f"to holds {len(to)} recipients; at most {MAX_RECIPIENTS:,} are allowed")
+    addresses, whatsapp, segments, tag_columns = _recipients(to, text, tags)
     return SendRequest(
         from_pool_id=pool_id,
         from_sender_id=sender_id,
         from_address=from_address,
-        recipients=_recipients(to, text, tags),
+        addresses=addresses,
+        whatsapp=whatsapp,
+        segments=segments,
         tag_keys=tuple(key for key, _ in tags),
+        tag_columns=tag_columns,
         send_at=send_at,
     )
 
 
+_Columns = tuple[list[str], bytearray, list[int], tuple[list[str] | str, ...]]
+
+
 def _recipients(  # noqa: PLR0912 - one tight loop over up to 10,000 recipients, kept flat for speed
     to: list[Any], text: CompiledTemplate | None, tags: list[tuple[str, CompiledTemplate]]
-) -> list[Recipient]:
+) -> _Columns:
     constant_segments = 1
-    if text is None or text.is_constant:
-        constant_segments = count_segments(text.render({}) if text else "").segments
-    constant_tags = all(template.is_constant for _, template in tags)
-    fixed_values: tuple[str, ...] = ()
-    if constant_tags:
-        fixed_values = tuple(template.render({}) for _, template in tags)
-        for key, value in zip((k for k, _ in tags), fixed_values, strict=True):
-            _check_tag_value(key, value, 0)
-    empty: dict[str, str] = {}
-    result = []
-    append = result.append
-    for index, item in enumerate(to):
-        if type(item) is not dict:
-            raise _fail(f"to[{index}] must be an object")
-        if not _TO_KEYS.issuperset(item):
-            raise _fail(
-                f"to[{index}] has unknown fields: {', '.join(sorted(set(item) - _TO_KEYS))}"
-            )
-        address = item.get("address")
-        if type(address) is not str:
-            raise _fail(f"to[{index}].address is required and must be a string")
-        channel = _CHANNELS.get(item.get("channel"))  # type: ignore[arg-type]
-        if channel is None:
-            channel = _channel_of(item.get("channel"), index)
-        if not is_valid_e164(address):
-            raise ApiError.invalid(
-                f"to[{index}].address {address!r} is not a valid phone number in E.164 format",
-                INVALID_ADDRESS,
-            )
-        variables = item.get("variables")
-        if variables is None:
-            variables = empty
-        elif type(variables) is not dict or not all(type(v) is str for v in variables.values()):
-            raise _fail(f"to[{index}].variables must be an object of strings")
-        if constant_tags:
-            values = fixed_values
+    per_recipient_text = text is not None and not text.is_constant
+    if not per_recipient_text:
+        constant_segments = segments_of(text.render({}) if text else "")
+    columns: list[list[str] | str] = []
+    varying: list[tuple[str, CompiledTemplate, list[str]]] = []
+    for key, template in tags:
+        if template.is_constant:
+            value = template.render({})
+            _check_tag_value(key, value, None)
+            columns.append(value)
         else:
-            values = tuple(template.render(variables) for _, template in tags)
-            for (key, _), value in zip(tags, values, strict=True):
-                _check_tag_value(key, value, index)
-        segments = constant_segments
-        if text is not None and not text.is_constant:
-            segments = count_segments(text.render(variables)).segments
-        append(Recipient(address, channel, values, segments))
-    return result
+            column: list[str] = []
+            columns.append(column)
+            varying.append((key, template, column))
+    empty: dict[str, str] = {}
+    addresses: list[str] = []
+    whatsapp = bytearray(len(to))
+    segments: list[int] = []
+    channels = _CHANNELS
+    index = 0
+    try:
+        for index, item in enumerate(to):
+            # The common case runs straight through; anything odd goes to _recipient_error,
+            # which works out what exactly is wrong.
+            if type(item) is not dict or not _TO_KEYS.issuperset(item):
+                raise _recipient_error(item, index)
+            address = item.get("address")
+            channel = item.get("channel")
+            if type(address) is not str or type(channel) is not str or channel not in channels:
+                raise _recipient_error(item, index)
+            if not is_valid_e164(address):
+                raise ApiError.invalid(
+                    f"to[{index}].address {address!r} is not a valid phone number in E.164 format",
+                    INVALID_ADDRESS,
+                )
+            if channels[channel]:
+                whatsapp[index] = 1
+            variables = item.get("variables")
+            if variables is None:
+                variables = empty
+            elif type(variables) is dict:
+                for value in variables.values():
+                    if type(value) is not str:
+                        raise _recipient_error(item, index)
+            else:
+                raise _recipient_error(item, index)
+            for key, template, column in varying:
+                value = template.render(variables)
+                if len(value) > MAX_TAG_VALUE or not _TAG_RE.fullmatch(value):
+                    _check_tag_value(key, value, index)
+                column.append(value)
+            addresses.append(address)
+            segments.append(
+                segments_of(text.render(variables))  # type: ignore[union-attr]
+                if per_recipient_text
+                else constant_segments
+            )
+
+    except TemplateError as exc:
+        raise _fail(
+            f"to[{index}]: a template cannot be rendered with these variables: {exc}"
+        ) from None
+    return addresses, whatsapp, segments, tuple(columns)
 
 
-def _channel_of(raw: Any, index: int) -> str:
-    if isinstance(raw, str) and raw.upper() in ("PHONE", "WHATSAPP"):
-        return raw.upper()
-    raise _fail(f"to[{index}].channel must be PHONE or WHATSAPP, got {raw!r}")
+def _recipient_error(item: Any, index: int) -> ApiError:
+    """The precise complaint about a recipient the fast loop would not take."""
+    where = f"to[{index}]"
+    if type(item) is not dict:
+        return _fail(f"{where} must be an object")
+    unknown = set(item) - _TO_KEYS
+    if unknown:
+        return _fail(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    if type(item.get("address")) is not str:
+        return _fail(f"{where}.address is required and must be a string")
+    channel = item.get("channel")
+    if type(channel) is not str or channel not in _CHANNELS:
+        return _fail(f"{where}.channel must be PHONE or WHATSAPP, got {channel!r}")
+    return _fail(f"{where}.variables must be an object of strings")
