@@ -1,7 +1,11 @@
 """The `campaign` command: parse arguments, call one function, map errors to exit codes.
 
-Exit codes: 0 success; 1 the command could not go on (server unreachable, port in use);
-2 bad input (options, files).
+Exit codes (`campaign.console.ExitCode`), the same for every command:
+- 0 success.
+- 1 the command could not go on: missing or wrong credentials, server unreachable, unknown
+  pool or sender id, a sender that could not be added (e.g. deactivated), server trouble,
+  port in use.
+- 2 bad input: options, arguments, files, or a request the API rejected as invalid (400).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import click
 
 from campaign import __version__
 from campaign.emulator_command import emulator_command
+from campaign.pools_command import pools_group
+from campaign.senders_command import senders_group
 
 __all__ = ["main"]
 
@@ -21,6 +27,8 @@ def cli() -> None:
 
 
 cli.add_command(emulator_command)
+cli.add_command(senders_group)
+cli.add_command(pools_group)
 
 
 def main() -> None:

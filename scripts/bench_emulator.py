@@ -96,8 +96,15 @@ class Phase:
 
 
 async def drive(
-    url: str, pid: int, bodies: Bodies, *, name: str, recipients: int, concurrency: int,
-    seconds: float, max_requests: int,
+    url: str,
+    pid: int,
+    bodies: Bodies,
+    *,
+    name: str,
+    recipients: int,
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
 ) -> Phase:
     """Send for `seconds` (or `max_requests`), `concurrency` requests in flight at once."""
     sent = 0
@@ -124,38 +131,71 @@ async def drive(
 
 async def run(args: argparse.Namespace, url: str, pid: int) -> None:
     bodies = Bodies()
-    single = await drive(url, pid, bodies, name="1 recipient/request", recipients=1,
-                         concurrency=args.concurrency, seconds=args.seconds, max_requests=10**7)
+    single = await drive(
+        url,
+        pid,
+        bodies,
+        name="1 recipient/request",
+        recipients=1,
+        concurrency=args.concurrency,
+        seconds=args.seconds,
+        max_requests=10**7,
+    )
     print(single.report(), flush=True)
-    batch = await drive(url, pid, bodies, name="1,000 recipients/request", recipients=1000,
-                        concurrency=4, seconds=args.seconds, max_requests=10**5)
+    batch = await drive(
+        url,
+        pid,
+        bodies,
+        name="1,000 recipients/request",
+        recipients=1000,
+        concurrency=4,
+        seconds=args.seconds,
+        max_requests=10**5,
+    )
     print(batch.report(), flush=True)
     stored_so_far = single.recipients + batch.recipients
     remaining = max(0, args.stored - stored_so_far) // 1000
     if remaining:
-        fill = await drive(url, pid, bodies, name="filling", recipients=1000, concurrency=4,
-                           seconds=600, max_requests=remaining)
+        fill = await drive(
+            url,
+            pid,
+            bodies,
+            name="filling",
+            recipients=1000,
+            concurrency=4,
+            seconds=600,
+            max_requests=remaining,
+        )
         stored_so_far += fill.recipients
     rss, peak = memory_mb(pid)
-    print(f"memory: {stored_so_far:,} recipients stored -> RSS {rss:,.0f} MB, peak {peak:,.0f} MB "
-          f"({rss * 1024 * 1024 / stored_so_far:,.0f} bytes/recipient incl. the interpreter)")
+    print(
+        f"memory: {stored_so_far:,} recipients stored -> RSS {rss:,.0f} MB, peak {peak:,.0f} MB "
+        f"({rss * 1024 * 1024 / stored_so_far:,.0f} bytes/recipient incl. the interpreter)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each speed phase")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight, 1-recipient phase")
-    parser.add_argument("--stored", type=int, default=2_000_000, help="recipients stored before measuring memory")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="requests in flight, 1-recipient phase"
+    )
+    parser.add_argument(
+        "--stored", type=int, default=2_000_000, help="recipients stored before measuring memory"
+    )
     args = parser.parse_args()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
     server = subprocess.Popen(
         [sys.executable, "-m", "campaign", "emulator", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert server.stdout is not None
-        banner = server.stdout.readline()
+        banner = server.stdout.readline() if server.stdout else ""
         if "listening" not in banner:
             raise SystemExit(f"the emulator did not start: {banner!r}")
         asyncio.run(run(args, f"http://127.0.0.1:{port}/preview/Messages", server.pid))
