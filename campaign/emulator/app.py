@@ -1,4 +1,4 @@
-"""The emulator's web application: auth, faults and error bodies around the API routes.
+"""The emulator's application: auth, faults and error bodies around the API routes.
 
 `serve()` runs it in-process on a loopback port:
 
@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import os
@@ -16,13 +17,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
-
 from campaign.emulator.delivery import Clock, DeliveryProfile
 from campaign.emulator.errors import (
     AUTH_FAILED,
+    INVALID_REQUEST,
     NOT_FOUND,
     SERVER_ERROR,
     TOO_LARGE,
@@ -30,8 +28,9 @@ from campaign.emulator.errors import (
     error_body,
 )
 from campaign.emulator.faults import FaultInjector, Faults
-from campaign.emulator.inspection import STATS, add_inspection_routes
-from campaign.emulator.routes import CONTEXT, EmulatorContext, add_api_routes, json_response
+from campaign.emulator.http import DROP, HttpProtocol, PendingRequest, Response, Router
+from campaign.emulator.inspection import add_inspection_routes
+from campaign.emulator.routes import PREFIXES, EmulatorContext, add_api_routes, json_response
 from campaign.emulator.sample_data import AccountData, load_account_data, sample_account
 from campaign.emulator.stats import RequestStats
 from campaign.emulator.store import Store
@@ -41,6 +40,7 @@ __all__ = [
     "DEFAULT_AUTH_TOKEN",
     "MAX_BODY_BYTES",
     "Credentials",
+    "EmulatorApp",
     "RunningEmulator",
     "build_app",
     "serve",
@@ -49,6 +49,7 @@ __all__ = [
 DEFAULT_ACCOUNT_SID = "AC00000000000000000000000000000000"
 DEFAULT_AUTH_TOKEN = "emulator-auth-token"  # noqa: S105 - a documented, public rehearsal token
 MAX_BODY_BYTES = 10 * 1024 * 1024  # 10,000 recipients and 10 MB per request
+_API_PREFIXES = tuple(prefix + "/" for prefix in PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,24 +81,7 @@ class Credentials:
         return f"<Credentials users={[u for u, _ in self.pairs]} from_env={self.from_env}>"
 
 
-class _Drop(Exception):
-    """Raised to abandon a request by closing its connection without an answer."""
-
-
-def _route_name(request: web.Request) -> str:
-    info = request.match_info
-    resource = info.route.resource if info.route is not None else None
-    if resource is None:
-        return f"{request.method} (no route)"
-    canonical = resource.canonical
-    for prefix in ("/preview", "/v1"):
-        if canonical.startswith(prefix + "/"):
-            canonical = canonical[len(prefix) :]
-            break
-    return f"{request.method} {canonical}"
-
-
-def _error_response(error: ApiError) -> web.Response:
+def _error_response(error: ApiError) -> Response:
     headers = {}
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
@@ -108,88 +92,137 @@ def _error_response(error: ApiError) -> web.Response:
     )
 
 
-def _from_http_exception(exc: web.HTTPException) -> ApiError:
-    if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return ApiError(413, TOO_LARGE, f"The request body is larger than {MAX_BODY_BYTES:,} bytes")
-    if isinstance(exc, web.HTTPNotFound):
-        return ApiError(404, NOT_FOUND, "No such route")
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        return ApiError(
-            405, 20004, f"Method not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}"
-        )
-    return ApiError(exc.status, exc.status * 100 if exc.status < 600 else SERVER_ERROR, exc.reason)
+@dataclass(slots=True)
+class _Books:
+    """What the app notes about a request between its head and its answer."""
+
+    route: str
+    api: bool
+    refusal: ApiError | None = None
+    entered: bool = False
+    delay_s: float | None = None
 
 
-async def _before_processing(faults: FaultInjector) -> None:
-    """Latency, then the faults that strike before the request is looked at."""
-    delay = faults.latency_s()
-    if delay:
-        await anyio.sleep(delay)
-    if faults.should_drop():
-        raise _Drop
-    if faults.should_error():
-        status = 503 if faults.coin() else 500
-        raise ApiError(
-            status, SERVER_ERROR + (status - 500), "The service had a problem; try again"
-        )
+class EmulatorApp:
+    """Auth, faults, routing and stats around the handlers: the HTTP server's dispatcher."""
 
+    max_body_bytes = MAX_BODY_BYTES
 
-def _after_processing(faults: FaultInjector) -> None:
-    """The nastiest case: the work is done, but the client cannot know it."""
-    if faults.should_fail_after_accept():
-        if faults.coin():
-            raise _Drop
-        raise ApiError(500, SERVER_ERROR, "The service had a problem after accepting the request")
+    def __init__(self, context: EmulatorContext, credentials: Credentials) -> None:
+        self.context = context
+        self.stats = RequestStats()
+        self.credentials = credentials
+        self._accepted = credentials.headers()
+        self.router = Router()
+        add_api_routes(self.router, context)
+        add_inspection_routes(self.router, context, self.stats)
 
+    def __repr__(self) -> str:
+        return f"<EmulatorApp {self.context.store!r} {self.stats!r}>"
 
-def _make_middleware(credentials: Credentials) -> Middleware:
-    accepted = credentials.headers()
+    def _route_name(self, method: str, path: str) -> str:
+        found = self.router.resolve(method, path)
+        if isinstance(found, tuple):
+            return found[0]
+        return f"{method} (no route)"
 
-    @web.middleware
-    async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/_emulator/"):
-            try:
-                return await handler(request)
-            except ApiError as error:
-                return _error_response(error)
-            except web.HTTPException as exc:
-                return _error_response(_from_http_exception(exc))
-        route = _route_name(request)
-        stats = request.app[STATS]
-        faults = request.app[CONTEXT].faults
-        entered = False
-        outcome = "500"
-        response: web.StreamResponse | None = None
+    def on_head(self, pending: PendingRequest) -> None:
+        request = pending.request
+        api = request.path.startswith(_API_PREFIXES)
+        books = _Books(self._route_name(request.method, request.path) if api else "", api)
+        pending.state = books
+        if not api:
+            return
+        given = request.headers.get("authorization", "").encode("latin-1")
+        if not any(hmac.compare_digest(given, accepted) for accepted in self._accepted):
+            books.refusal = ApiError(
+                401, AUTH_FAILED, "Authentication failed: check the account SID and auth token"
+            )
+            return
         try:
-            given = request.headers.get("Authorization", "").encode()
-            if not any(hmac.compare_digest(given, header) for header in accepted):
-                raise ApiError(
-                    401, AUTH_FAILED, "Authentication failed: check the account SID and auth token"
-                )
-            faults.enter()
-            entered = True
-            await _before_processing(faults)
-            response = await handler(request)
-            if request.method == "POST" and response.status < 300:
-                _after_processing(faults)
+            self.context.faults.enter()
+        except ApiError as refusal:
+            books.refusal = refusal
+            return
+        books.entered = True
+
+    def delay_s(self, pending: PendingRequest) -> float:
+        books = _books(pending)
+        if not books.entered:
+            return 0.0
+        if books.delay_s is None:
+            # Decided once: the protocol asks again when the wait is over.
+            books.delay_s = self.context.faults.latency_s()
+            return books.delay_s
+        return 0.0
+
+    def answer(self, pending: PendingRequest) -> Response:
+        books = _books(pending)
+        try:
+            response = self._answer(pending, books)
         except ApiError as error:
             response = _error_response(error)
-        except web.HTTPException as exc:
-            response = _error_response(_from_http_exception(exc))
-        except _Drop:
-            outcome = "dropped"
-            response = None
-            if request.transport is not None:
-                request.transport.abort()
-            # aiohttp quietly gives up writing an answer to a closed connection.
-            return web.Response(status=500)
-        finally:
-            if entered:
-                faults.leave()
-            stats.count(route, outcome if response is None else str(response.status))
+        except Exception:
+            response = _error_response(ApiError(500, SERVER_ERROR, "The emulator failed"))
+        self._settle(books, "dropped" if response is DROP else str(response.status))
         return response
 
-    return api_middleware
+    def _answer(self, pending: PendingRequest, books: _Books) -> Response:
+        request = pending.request
+        if books.refusal is not None:
+            raise books.refusal
+        found = self.router.resolve(request.method, request.path)
+        if found is None:
+            raise ApiError(404, NOT_FOUND, "No such route")
+        if isinstance(found, list):
+            raise ApiError(405, 20004, f"Method not allowed; allowed: {', '.join(found)}")
+        _, handler, request.match_info = found
+        if not books.api:
+            return handler(request)
+        faults = self.context.faults
+        if faults.should_drop():
+            return DROP
+        if faults.should_error():
+            status = 503 if faults.coin() else 500
+            raise ApiError(
+                status, SERVER_ERROR + (status - 500), "The service had a problem; try again"
+            )
+        response = handler(request)
+        if request.method == "POST" and response.status < 300 and faults.should_fail_after_accept():
+            # The nastiest case: the work is done, but the client cannot know it.
+            if faults.coin():
+                return DROP
+            raise ApiError(
+                500, SERVER_ERROR, "The service had a problem after accepting the request"
+            )
+        return response
+
+    def _settle(self, books: _Books, outcome: str) -> None:
+        if books.entered:
+            books.entered = False
+            self.context.faults.leave()
+        if books.api:
+            self.stats.count(books.route, outcome)
+
+    def too_large(self, pending: PendingRequest) -> Response:
+        books = _books(pending)
+        self._settle(books, "413")
+        return _error_response(
+            ApiError(413, TOO_LARGE, f"The request body is larger than {MAX_BODY_BYTES:,} bytes")
+        )
+
+    def bad_request(self, why: str) -> Response:
+        return _error_response(ApiError(400, INVALID_REQUEST, f"Malformed HTTP request: {why}"))
+
+    def abandon(self, pending: PendingRequest) -> None:
+        books = _books(pending)
+        self._settle(books, "abandoned")
+
+
+def _books(pending: PendingRequest) -> _Books:
+    books = pending.state
+    assert isinstance(books, _Books)  # noqa: S101 - on_head always sets it
+    return books
 
 
 def build_app(
@@ -200,20 +233,13 @@ def build_app(
     clock: Clock | None = None,
     profile: DeliveryProfile | None = None,
     next_as_token: bool = False,
-) -> web.Application:
-    """The emulator as an aiohttp application, with its own store and fault injector."""
+) -> EmulatorApp:
+    """The emulator's application, with its own store and fault injector."""
     clock = clock or Clock()
     store = Store(data or sample_account(), clock=clock, profile=profile or DeliveryProfile())
     injector = FaultInjector(faults or Faults(), monotonic=clock.mono_s)
-    app = web.Application(
-        middlewares=[_make_middleware(credentials or Credentials.from_environment())],
-        client_max_size=MAX_BODY_BYTES,
-    )
-    app[CONTEXT] = EmulatorContext(store, injector, next_as_token=next_as_token)
-    app[STATS] = RequestStats()
-    add_api_routes(app)
-    add_inspection_routes(app)
-    return app
+    context = EmulatorContext(store, injector, next_as_token=next_as_token)
+    return EmulatorApp(context, credentials or Credentials.from_environment())
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +248,7 @@ class RunningEmulator:
 
     host: str
     port: int
-    app: web.Application
+    app: EmulatorApp
     credentials: Credentials
 
     @property
@@ -236,15 +262,15 @@ class RunningEmulator:
 
     @property
     def store(self) -> Store:
-        return self.app[CONTEXT].store
+        return self.app.context.store
 
     @property
     def faults(self) -> FaultInjector:
-        return self.app[CONTEXT].faults
+        return self.app.context.faults
 
     @property
     def stats(self) -> RequestStats:
-        return self.app[STATS]
+        return self.app.stats
 
 
 @asynccontextmanager
@@ -271,12 +297,14 @@ async def serve(
         profile=profile,
         next_as_token=next_as_token,
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    connections: set[HttpProtocol] = set()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: HttpProtocol(app, connections), host, port)
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]
+        bound_port = server.sockets[0].getsockname()[1]
         yield RunningEmulator(host, bound_port, app, credentials)
     finally:
-        await runner.cleanup()
+        server.close()
+        for connection in list(connections):
+            connection.abort()
+        await server.wait_closed()

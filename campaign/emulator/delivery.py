@@ -30,6 +30,7 @@ __all__ = [
     "BatchPlan",
     "Clock",
     "DeliveryProfile",
+    "Routes",
     "attempts_of",
     "operation_stats",
     "plan_batch",
@@ -108,6 +109,28 @@ def _spread(digest: int, salt: int) -> float:
     return ((digest * _SPREAD_FACTOR + salt * 40503) % _MODULUS) / _MODULUS
 
 
+_SENDING_CHANNELS = ("RCS", "SMS", "WHATSAPP")
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """The senders a request may use, grouped by channel, worked out once per pool."""
+
+    by_channel: dict[str, list[Sender]]
+    senders: list[Sender]  # every usable sender; a message stores its position in this list
+    position: dict[int, int]  # id(sender) -> position in `senders`
+    pool_id: str | None  # None when the request names one sender
+
+    @classmethod
+    def of(cls, senders: Iterable[Sender], pool_id: str | None) -> Routes:
+        by_channel: dict[str, list[Sender]] = {}
+        for sender in senders:
+            if sender.status == "ACTIVATED" and sender.channel in _SENDING_CHANNELS:
+                by_channel.setdefault(sender.channel, []).append(sender)
+        usable = [s for channel in _SENDING_CHANNELS for s in by_channel.get(channel, ())]
+        return cls(by_channel, usable, {id(s): i for i, s in enumerate(usable)}, pool_id)
+
+
 @dataclass(slots=True)
 class BatchPlan:
     """Where each recipient of one request goes, column by column (see MessageOperation)."""
@@ -124,7 +147,7 @@ def plan_batch(  # noqa: PLR0915 - the per-recipient loop stays inline for speed
     segments: list[int],
     ready_s: float,
     now_s: float,
-    by_channel: dict[str, list[Sender]],
+    routes: Routes,
     profile: DeliveryProfile,
 ) -> BatchPlan:
     """Choose each recipient's sender and route, and reserve its slot in that sender's queue.
@@ -138,12 +161,11 @@ def plan_batch(  # noqa: PLR0915 - the per-recipient loop stays inline for speed
     """
     count = len(addresses)
     scheduled = ready_s > now_s
-    senders = [
-        sender for channel in ("RCS", "SMS", "WHATSAPP") for sender in by_channel.get(channel, ())
-    ]
-    position = {id(sender): index for index, sender in enumerate(senders)}
-    plan = BatchPlan(senders, bytearray(count), bytearray(count), array("d", bytes(8 * count)))
-    sender_index, routes, send_times = plan.sender_index, plan.routes, plan.send_emu_s
+    by_channel, position = routes.by_channel, routes.position
+    plan = BatchPlan(
+        routes.senders, bytearray(count), bytearray(count), array("d", bytes(8 * count))
+    )
+    sender_index, route_of, send_times = plan.sender_index, plan.routes, plan.send_emu_s
     rcs = _Lanes(by_channel.get("RCS", []))
     sms = _Lanes(by_channel.get("SMS", []))
     wa = _Lanes(by_channel.get("WHATSAPP", []))
@@ -180,7 +202,7 @@ def plan_batch(  # noqa: PLR0915 - the per-recipient loop stays inline for speed
                         lanes = sms
         if not lanes.senders:
             sender_index[index] = NO_SENDER
-            routes[index] = Route.UNADDRESSABLE
+            route_of[index] = Route.UNADDRESSABLE
             send_times[index] = ready_s
             continue
         sender = lanes.pick()
@@ -196,7 +218,7 @@ def plan_batch(  # noqa: PLR0915 - the per-recipient loop stays inline for speed
         else:
             sender.next_free_s = slot + busy_s
         sender_index[index] = position[id(sender)]
-        routes[index] = route
+        route_of[index] = route
         send_times[index] = slot
     return plan
 

@@ -8,6 +8,7 @@ its id with arithmetic, so it needs no id index for millions of messages.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["ID_PATTERN", "KINDS", "make_id", "sequence_of"]
 
@@ -19,18 +20,28 @@ ID_PATTERN = re.compile(
 )
 
 
-def _encode(value: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return "".join(reversed(chars))
+# Every 10-bit value as its two base32 characters: ids are encoded 10 bits at a time.
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
 
 
 def make_id(kind: str, timestamp_ms: int, sequence: int) -> str:
     """The id of the `sequence`-th resource of `kind` created at `timestamp_ms`."""
-    # 10 chars of 5 bits hold 50 bits; a 48-bit timestamp keeps the first char in 0-7.
-    return f"comms_{kind}_{_encode(timestamp_ms & (2**48 - 1), 10)}{_encode(sequence, 16)}"
+    # 26 chars hold 130 bits: a 48-bit timestamp in the first 10 chars (so the first one
+    # stays in 0-7), then an 80-bit sequence number in the last 16.
+    pairs = _PAIRS
+    sequence &= 2**80 - 1
+    return (
+        f"comms_{kind}_{_timestamp_chars(timestamp_ms & (2**48 - 1))}"
+        f"{pairs[sequence >> 70]}{pairs[(sequence >> 60) & 1023]}{pairs[(sequence >> 50) & 1023]}"
+        f"{pairs[(sequence >> 40) & 1023]}{pairs[(sequence >> 30) & 1023]}"
+        f"{pairs[(sequence >> 20) & 1023]}{pairs[(sequence >> 10) & 1023]}{pairs[sequence & 1023]}"
+    )
+
+
+@lru_cache(maxsize=64)
+def _timestamp_chars(timestamp_ms: int) -> str:
+    pairs = _PAIRS
+    return "".join(pairs[(timestamp_ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0))
 
 
 def sequence_of(resource_id: str, kind: str) -> int | None:

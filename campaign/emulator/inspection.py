@@ -1,26 +1,26 @@
+# ruff: noqa: ARG001 - every inspection handler takes the same (context, stats, request)
 """`/_emulator/*`: what tests, benchmarks and people use to look inside, without auth."""
 
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from campaign.emulator.errors import ApiError
 from campaign.emulator.faults import FaultError, Faults
+from campaign.emulator.http import Request, Response, Router
 from campaign.emulator.model import Route, iso
-from campaign.emulator.routes import CONTEXT, json_response
+from campaign.emulator.routes import EmulatorContext, json_response
 from campaign.emulator.stats import RequestStats
 
-__all__ = ["STATS", "add_inspection_routes"]
-
-STATS = web.AppKey("emulator_stats", RequestStats)
+__all__ = ["add_inspection_routes"]
 
 
-async def stats(request: web.Request) -> web.Response:
-    store = request.app[CONTEXT].store
+def show_stats(ctx: EmulatorContext, stats: RequestStats, request: Request) -> Response:
+    store = ctx.store
     by_status: Counter[str] = Counter()
     unaddressable = 0
     for _, message in store.iter_messages(0):
@@ -29,18 +29,18 @@ async def stats(request: web.Request) -> web.Response:
         by_status[store.status(message)[0].value] += 1
     return json_response(
         {
-            "requests": request.app[STATS].snapshot(),
+            "requests": stats.snapshot(),
             "recipients_accepted": store.recipients_accepted,
             "duplicates": store.duplicates,
             "operations": len(store.operations),
             "messages_by_status": dict(sorted(by_status.items())),
             "unaddressable": unaddressable,
-            "in_flight": request.app[CONTEXT].faults.in_flight,
+            "in_flight": ctx.faults.in_flight,
         }
     )
 
 
-def _whole_number(request: web.Request, name: str, default: int | None) -> int | None:
+def _whole_number(request: Request, name: str, default: int | None) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -49,9 +49,9 @@ def _whole_number(request: web.Request, name: str, default: int | None) -> int |
     return int(raw)
 
 
-async def messages(request: web.Request) -> web.Response:
+def messages(ctx: EmulatorContext, stats: RequestStats, request: Request) -> Response:
     """Every accepted recipient, oldest first; `offset`, `limit`, `operationId`, `campaign` narrow it."""
-    store = request.app[CONTEXT].store
+    store = ctx.store
     offset = _whole_number(request, "offset", 0) or 0
     limit = _whole_number(request, "limit", None)
     operation_id = request.query.get("operationId")
@@ -83,28 +83,31 @@ async def messages(request: web.Request) -> web.Response:
     return json_response({"messages": items, "total": store.message_count})
 
 
-async def reset(request: web.Request) -> web.Response:
-    request.app[CONTEXT].store.reset()
-    request.app[STATS].reset()
+def reset(ctx: EmulatorContext, stats: RequestStats, request: Request) -> Response:
+    ctx.store.reset()
+    stats.reset()
     return json_response({"reset": True})
 
 
-async def get_faults(request: web.Request) -> web.Response:
-    return json_response(request.app[CONTEXT].faults.faults.to_json())
+def get_faults(ctx: EmulatorContext, stats: RequestStats, request: Request) -> Response:
+    return json_response(ctx.faults.faults.to_json())
 
 
-async def put_faults(request: web.Request) -> web.Response:
+def put_faults(ctx: EmulatorContext, stats: RequestStats, request: Request) -> Response:
     try:
-        faults = Faults.from_json(orjson.loads(await request.read()))
+        faults = Faults.from_json(orjson.loads(request.body))
     except (FaultError, ValueError) as exc:
         raise ApiError.invalid(str(exc)) from None
-    request.app[CONTEXT].faults.configure(faults)
+    ctx.faults.configure(faults)
     return json_response(faults.to_json())
 
 
-def add_inspection_routes(app: web.Application) -> None:
-    app.router.add_get("/_emulator/stats", stats)
-    app.router.add_get("/_emulator/messages", messages)
-    app.router.add_post("/_emulator/reset", reset)
-    app.router.add_get("/_emulator/faults", get_faults)
-    app.router.add_put("/_emulator/faults", put_faults)
+def add_inspection_routes(router: Router, ctx: EmulatorContext, stats: RequestStats) -> None:
+    for method, path, handler in (
+        ("GET", "/_emulator/stats", show_stats),
+        ("GET", "/_emulator/messages", messages),
+        ("POST", "/_emulator/reset", reset),
+        ("GET", "/_emulator/faults", get_faults),
+        ("PUT", "/_emulator/faults", put_faults),
+    ):
+        router.add(method, path, partial(handler, ctx, stats), name=f"{method} {path}")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from campaign.emulator.errors import ApiError
+from campaign.emulator.http import Request
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "page_of"]
 
@@ -22,7 +21,7 @@ class Page:
 
     def body(
         self,
-        request: web.Request,
+        request: Request,
         key: str,
         items: list[Any],
         next_start: int | None,
@@ -37,7 +36,7 @@ class Page:
         return {key: items, "pagination": {"next": next_link, "self": str(request.url)}}
 
 
-def page_of(request: web.Request) -> Page:
+def page_of(request: Request) -> Page:
     """Read and check `pageSize` and `pageToken`; refuse bad values with 400."""
     raw_size = request.query.get("pageSize")
     size = DEFAULT_PAGE_SIZE

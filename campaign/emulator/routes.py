@@ -1,18 +1,23 @@
-"""The Communications API's routes, served under both `/preview` and `/v1`."""
+"""The Communications API's routes, served under both `/preview` and `/v1`.
+
+Handlers are plain functions of the emulator's context and a request with its body read;
+they raise ApiError for any answer but success, and the app turns it into the error body.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from campaign.emulator.delivery import operation_stats
 from campaign.emulator.errors import ApiError
 from campaign.emulator.faults import FaultInjector
+from campaign.emulator.http import Request, Response, Router
 from campaign.emulator.model import MessageOperation, MessageStatus, PoolOperation, iso
 from campaign.emulator.pagination import Page, page_of
 from campaign.emulator.store import Store
@@ -21,7 +26,7 @@ from campaign.emulator.validation import validate_send
 __all__ = ["PREFIXES", "EmulatorContext", "add_api_routes", "json_response"]
 
 PREFIXES = ("/preview", "/v1")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ContextHandler = Callable[["EmulatorContext", Request], Response]
 
 
 @dataclass(slots=True)
@@ -31,43 +36,33 @@ class EmulatorContext:
     next_as_token: bool = False
 
 
-CONTEXT = web.AppKey("emulator", EmulatorContext)
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, orjson.dumps(body), headers)
 
 
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
-
-
-def _ctx(request: web.Request) -> EmulatorContext:
-    return request.app[CONTEXT]
-
-
-def _base_url(request: web.Request) -> str:
+def _base_url(request: Request) -> str:
     prefix = "/" + request.path.split("/", 2)[1]
-    return f"{request.scheme}://{request.host}{prefix}"
+    return f"http://{request.host}{prefix}"
 
 
-async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+def _json_body(request: Request) -> Any:
     try:
-        return orjson.loads(raw)
+        return orjson.loads(request.body)
     except orjson.JSONDecodeError:
         raise ApiError.invalid("The request body is not valid JSON") from None
 
 
-def _page(request: web.Request, key: str, items: list[Any], page: Page) -> web.Response:
+def _page(
+    ctx: EmulatorContext, request: Request, key: str, items: list[Any], page: Page
+) -> Response:
     chunk = items[page.start : page.start + page.size]
     next_start = page.start + page.size if page.start + page.size < len(items) else None
     return json_response(
-        page.body(request, key, chunk, next_start, next_as_token=_ctx(request).next_as_token)
+        page.body(request, key, chunk, next_start, next_as_token=ctx.next_as_token)
     )
 
 
-def _filter(request: web.Request, name: str, allowed: Iterable[str]) -> str | None:
+def _filter(request: Request, name: str, allowed: Iterable[str]) -> str | None:
     value = request.query.get(name)
     if value is None:
         return None
@@ -80,26 +75,26 @@ def _filter(request: web.Request, name: str, allowed: Iterable[str]) -> str | No
 # Senders
 
 
-async def list_senders(request: web.Request) -> web.Response:
+def list_senders(ctx: EmulatorContext, request: Request) -> Response:
     page = page_of(request)
     status = _filter(request, "status", ("ACTIVATED", "DEACTIVATED"))
     channel = _filter(request, "channel", ("SMS", "RCS", "EMAIL", "WHATSAPP", "PUSH"))
     senders = [
         s.to_json()
-        for s in _ctx(request).store.senders.values()
+        for s in ctx.store.senders.values()
         if (status is None or s.status == status) and (channel is None or s.channel == channel)
     ]
-    return _page(request, "senders", senders, page)
+    return _page(ctx, request, "senders", senders, page)
 
 
-async def fetch_sender(request: web.Request) -> web.Response:
-    return json_response(_ctx(request).store.sender(request.match_info["sender_id"]).to_json())
+def fetch_sender(ctx: EmulatorContext, request: Request) -> Response:
+    return json_response(ctx.store.sender(request.match_info["sender_id"]).to_json())
 
 
 # Sender pools
 
 
-def _pool_operation_accepted(request: web.Request, op: PoolOperation) -> web.Response:
+def _pool_operation_accepted(request: Request, op: PoolOperation) -> Response:
     location = f"{_base_url(request)}/SenderPools/Operations/{op.id}"
     return json_response(
         {"operationId": op.id, "operationLocation": location},
@@ -130,19 +125,19 @@ def _sender_refs(value: Any, what: str) -> list[str]:
     return ids
 
 
-async def list_pools(request: web.Request) -> web.Response:
+def list_pools(ctx: EmulatorContext, request: Request) -> Response:
     page = page_of(request)
     operation_id = request.query.get("operationId")
     pools = [
         p.to_json()
-        for p in _ctx(request).store.pools.values()
+        for p in ctx.store.pools.values()
         if operation_id is None or operation_id in p.operation_ids
     ]
-    return _page(request, "senderPools", pools, page)
+    return _page(ctx, request, "senderPools", pools, page)
 
 
-async def create_pool(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+def create_pool(ctx: EmulatorContext, request: Request) -> Response:
+    body = _json_body(request)
     if not isinstance(body, dict) or set(body) - {"name", "tags", "senders"}:
         raise ApiError.invalid("The body must be an object with name, tags and senders only")
     name = body.get("name", "")
@@ -150,33 +145,33 @@ async def create_pool(request: web.Request) -> web.Response:
         raise ApiError.invalid("name must be a string")
     tags = _string_map(body.get("tags") or {}, "tags")
     senders = _sender_refs(body["senders"], "senders") if body.get("senders") else []
-    return _pool_operation_accepted(request, _ctx(request).store.create_pool(name, tags, senders))
+    return _pool_operation_accepted(request, ctx.store.create_pool(name, tags, senders))
 
 
-async def fetch_pool(request: web.Request) -> web.Response:
-    return json_response(_ctx(request).store.pool(request.match_info["pool_id"]).to_json())
+def fetch_pool(ctx: EmulatorContext, request: Request) -> Response:
+    return json_response(ctx.store.pool(request.match_info["pool_id"]).to_json())
 
 
-async def update_pool(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+def update_pool(ctx: EmulatorContext, request: Request) -> Response:
+    body = _json_body(request)
     if not isinstance(body, dict) or not body or set(body) - {"name", "tags"}:
         raise ApiError.invalid("The body must be an object with name and/or tags")
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise ApiError.invalid("name must be a string")
     tags = _string_map(body["tags"], "tags") if "tags" in body else None
-    pool = _ctx(request).store.update_pool(request.match_info["pool_id"], name, tags)
+    pool = ctx.store.update_pool(request.match_info["pool_id"], name, tags)
     return json_response(pool.to_json())
 
 
-async def delete_pool(request: web.Request) -> web.Response:
-    _ctx(request).store.delete_pool(request.match_info["pool_id"])
-    return web.Response(status=204)
+def delete_pool(ctx: EmulatorContext, request: Request) -> Response:
+    ctx.store.delete_pool(request.match_info["pool_id"])
+    return Response(204)
 
 
-async def list_pool_senders(request: web.Request) -> web.Response:
+def list_pool_senders(ctx: EmulatorContext, request: Request) -> Response:
     page = page_of(request)
-    store = _ctx(request).store
+    store = ctx.store
     pool = store.pool(request.match_info["pool_id"])
     status = _filter(request, "status", ("ACTIVATED", "DEACTIVATED"))
     channel = _filter(request, "channel", ("SMS", "RCS", "EMAIL", "WHATSAPP", "PUSH"))
@@ -186,43 +181,38 @@ async def list_pool_senders(request: web.Request) -> web.Response:
         for s in senders
         if (status is None or s.status == status) and (channel is None or s.channel == channel)
     ]
-    return _page(request, "senders", items, page)
+    return _page(ctx, request, "senders", items, page)
 
 
-async def add_pool_senders(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+def add_pool_senders(ctx: EmulatorContext, request: Request) -> Response:
+    body = _json_body(request)
     ids = _sender_refs(body, "The body")
     return _pool_operation_accepted(
-        request, _ctx(request).store.add_senders(request.match_info["pool_id"], ids)
+        request, ctx.store.add_senders(request.match_info["pool_id"], ids)
     )
 
 
-async def remove_pool_sender(request: web.Request) -> web.Response:
-    _ctx(request).store.remove_sender(
-        request.match_info["pool_id"], request.match_info["sender_id"]
-    )
-    return web.Response(status=204)
+def remove_pool_sender(ctx: EmulatorContext, request: Request) -> Response:
+    ctx.store.remove_sender(request.match_info["pool_id"], request.match_info["sender_id"])
+    return Response(204)
 
 
-async def list_pool_operations(request: web.Request) -> web.Response:
+def list_pool_operations(ctx: EmulatorContext, request: Request) -> Response:
     page = page_of(request)
-    items = [op.to_json() for op in _ctx(request).store.pool_operations.values()]
-    return _page(request, "operations", items, page)
+    items = [op.to_json() for op in ctx.store.pool_operations.values()]
+    return _page(ctx, request, "operations", items, page)
 
 
-async def fetch_pool_operation(request: web.Request) -> web.Response:
-    return json_response(
-        _ctx(request).store.pool_operation(request.match_info["operation_id"]).to_json()
-    )
+def fetch_pool_operation(ctx: EmulatorContext, request: Request) -> Response:
+    return json_response(ctx.store.pool_operation(request.match_info["operation_id"]).to_json())
 
 
 # Messages
 
 
-async def send_messages(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
-    body = await _json_body(request)
-    send = validate_send(body, datetime.fromtimestamp(ctx.store.clock.wall_s(), UTC))
+def send_messages(ctx: EmulatorContext, request: Request) -> Response:
+    body = _json_body(request)
+    send = validate_send(body, ctx.store.clock.wall_s())
     routes = ctx.store.resolve_routes(send)
     ctx.faults.admit_recipients(send.count)
     op = ctx.store.accept(send, routes)
@@ -234,7 +224,7 @@ async def send_messages(request: web.Request) -> web.Response:
     )
 
 
-def _date(request: web.Request, name: str) -> float | None:
+def _date(request: Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
         return None
@@ -247,8 +237,7 @@ def _date(request: web.Request, name: str) -> float | None:
     return when.timestamp()
 
 
-async def list_messages(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
+def list_messages(ctx: EmulatorContext, request: Request) -> Response:
     store = ctx.store
     page = page_of(request)
     operation_id = request.query.get("operationId") or request.query.get("operation_id")
@@ -282,8 +271,8 @@ async def list_messages(request: web.Request) -> web.Response:
     )
 
 
-async def fetch_message(request: web.Request) -> web.Response:
-    store = _ctx(request).store
+def fetch_message(ctx: EmulatorContext, request: Request) -> Response:
+    store = ctx.store
     return json_response(
         store.message_json(store.message(request.match_info["message_id"]), _base_url(request))
     )
@@ -301,27 +290,25 @@ def _operation_json(store: Store, op: MessageOperation) -> dict[str, Any]:
     }
 
 
-async def list_operations(request: web.Request) -> web.Response:
+def list_operations(ctx: EmulatorContext, request: Request) -> Response:
     page = page_of(request)
-    store = _ctx(request).store
+    store = ctx.store
     ops = store.operations[page.start : page.start + page.size]
     next_start = page.start + page.size if page.start + page.size < len(store.operations) else None
     items = [_operation_json(store, op) for op in ops]
     return json_response(
-        page.body(
-            request, "operations", items, next_start, next_as_token=_ctx(request).next_as_token
-        )
+        page.body(request, "operations", items, next_start, next_as_token=ctx.next_as_token)
     )
 
 
-async def fetch_operation(request: web.Request) -> web.Response:
-    store = _ctx(request).store
+def fetch_operation(ctx: EmulatorContext, request: Request) -> Response:
+    store = ctx.store
     return json_response(
         _operation_json(store, store.operation(request.match_info["operation_id"]))
     )
 
 
-_ROUTES: tuple[tuple[str, str, Handler], ...] = (
+_ROUTES: tuple[tuple[str, str, ContextHandler], ...] = (
     # Fixed paths come before the ones with an id in the same place.
     ("GET", "/Senders", list_senders),
     ("GET", "/Senders/{sender_id}", fetch_sender),
@@ -344,7 +331,7 @@ _ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def add_api_routes(app: web.Application) -> None:
+def add_api_routes(router: Router, ctx: EmulatorContext) -> None:
     for prefix in PREFIXES:
         for method, path, handler in _ROUTES:
-            app.router.add_route(method, prefix + path, handler, name=None)
+            router.add(method, prefix + path, partial(handler, ctx), name=f"{method} {path}")

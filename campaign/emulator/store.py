@@ -9,7 +9,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Any
 
-from campaign.emulator.delivery import Clock, DeliveryProfile, plan_batch, status_of
+from campaign.emulator.delivery import Clock, DeliveryProfile, Routes, plan_batch, status_of
 from campaign.emulator.errors import ApiError
 from campaign.emulator.ids import make_id, sequence_of
 from campaign.emulator.model import (
@@ -24,12 +24,7 @@ from campaign.emulator.model import (
 from campaign.emulator.sample_data import AccountData
 from campaign.emulator.validation import SendRequest
 
-__all__ = ["Routes", "Store"]
-
-_SENDING_CHANNELS = ("SMS", "RCS", "WHATSAPP")
-
-# The senders a request may use, by channel, and the pool they come from (None: one sender).
-Routes = tuple[dict[str, list[Sender]], str | None]
+__all__ = ["Store"]
 
 
 class Store:
@@ -53,7 +48,7 @@ class Store:
         self.recipients_accepted = 0
         self.duplicates = 0
         self._accepted_by_campaign: dict[str, set[str]] = {}
-        self._pool_routes: dict[str, dict[str, list[Sender]]] = {}
+        self._pool_routes: dict[str, Routes] = {}
         self._sequence = 0
 
     def __repr__(self) -> str:
@@ -146,29 +141,25 @@ class Store:
             raise ApiError.not_found(f"SenderPool Operation {operation_id}")
         return found
 
-    def _routes(self, pool: SenderPool) -> dict[str, list[Sender]]:
+    def _routes(self, pool: SenderPool) -> Routes:
         routes = self._pool_routes.get(pool.id)
         if routes is None:
-            routes = {}
-            for sender_id in pool.sender_ids:
-                sender = self.senders.get(sender_id)
-                if sender is not None and sender.status == "ACTIVATED":
-                    routes.setdefault(sender.channel, []).append(sender)
-            self._pool_routes[pool.id] = routes
+            members = (self.senders[sid] for sid in pool.sender_ids if sid in self.senders)
+            routes = self._pool_routes[pool.id] = Routes.of(members, pool.id)
         return routes
 
     # Messages
 
     def resolve_routes(self, request: SendRequest) -> Routes:
-        """The senders a request may use, by channel, and its pool; 404/400 when it has none."""
+        """The senders a request may use; 404 or 400 when it has none."""
         if request.from_pool_id is not None:
             pool = self.pool(request.from_pool_id)
             routes = self._routes(pool)
-            if not any(routes.get(channel) for channel in _SENDING_CHANNELS):
+            if not routes.senders:
                 raise ApiError.invalid(
                     f"SenderPool {pool.id} has no ACTIVATED SMS, RCS or WhatsApp sender"
                 )
-            return routes, pool.id
+            return routes
         if request.from_sender_id is not None:
             sender = self.sender(request.from_sender_id)
         else:
@@ -180,15 +171,15 @@ class Store:
             if not matches:
                 raise ApiError.not_found(f"Sender {channel} {address}")
             sender = matches[0]
-        if sender.status != "ACTIVATED" or sender.channel not in _SENDING_CHANNELS:
+        routes = Routes.of([sender], None)
+        if not routes.senders:
             raise ApiError.invalid(
                 f"Sender {sender.id} is {sender.status} on {sender.channel} and cannot send"
             )
-        return {sender.channel: [sender]}, None
+        return routes
 
     def accept(self, request: SendRequest, routes: Routes) -> MessageOperation:
         """Store one message per recipient and plan its delivery; the request was valid."""
-        by_channel, pool_id = routes
         wall_now = self.clock.wall_s()
         emu_now = self.clock.emu_s()
         ready_s = emu_now
@@ -202,7 +193,7 @@ class Store:
             request.segments,
             ready_s,
             emu_now,
-            by_channel,
+            routes,
             self.profile,
         )
         op = MessageOperation(
@@ -213,7 +204,7 @@ class Store:
             accepted_emu_s=emu_now,
             send_at_emu_s=ready_s,
             scheduled_for=scheduled_for,
-            from_pool_id=pool_id,
+            from_pool_id=routes.pool_id,
             tag_keys=request.tag_keys,
             addresses=request.addresses,
             whatsapp=request.whatsapp,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from campaign.e164 import is_valid_e164
@@ -170,7 +170,7 @@ def _check_tag_value(key: str, value: str, index: int | None) -> None:
         )
 
 
-def validate_send(body: Any, now: datetime) -> SendRequest:
+def validate_send(body: Any, now_s: float) -> SendRequest:
     """Check a decoded body and render what must be rendered per recipient; raise ApiError."""
     body = _require_dict(body, "The request body")
     unknown = set(body) - _TOP_KEYS
@@ -183,7 +183,9 @@ def validate_send(body: Any, now: datetime) -> SendRequest:
         raise ApiError.invalid("content is required", MISSING_CONTENT)
     text = _parse_content(body["content"])
     tags = _parse_tags(body["tags"]) if body.get("tags") is not None else []
-    send_at = _parse_schedule(body["schedule"], now) if body.get("schedule") is not None else None
+    send_at = None
+    if body.get("schedule") is not None:
+        send_at = _parse_schedule(body["schedule"], datetime.fromtimestamp(now_s, UTC))
     to = body.get("to")
     if not isinstance(to, list) or not to:
         raise _fail("to must be a list of 1 to 10,000 recipients")
