@@ -6,8 +6,11 @@ aiohttp (the other core), and reads the server's own CPU time and memory from /p
 figures are the emulator's cost on one core, not the client's. Every phase is bounded in
 time and count; the server is stopped by its PID at the end, whatever happens.
 
-    scripts/bench_emulator.py                 # all phases, README figures
+    scripts/bench_emulator.py                 # all phases, README figures (about 2 minutes)
     scripts/bench_emulator.py --seconds 3 --stored 200000   # a quick look
+
+The yardstick is a bare aiohttp.web server measured in the same run: this machine's speed
+varies several-fold from day to day, and the ratio to the yardstick does not.
 """
 
 from __future__ import annotations
@@ -83,15 +86,17 @@ class Phase:
     wall_s: float
     server_cpu_s: float
 
-    def report(self) -> str:
-        per_cpu = self.requests / self.server_cpu_s if self.server_cpu_s else float("inf")
-        rcpt_cpu = self.recipients / self.server_cpu_s if self.server_cpu_s else float("inf")
+    def per_cpu_s(self, recipients: bool) -> float:
+        """Requests (or recipients) per second of the server's own CPU time: its cost on one core."""
+        done = self.recipients if recipients else self.requests
+        return done / self.server_cpu_s if self.server_cpu_s else float("inf")
+
+    def report(self, server: str) -> str:
         return (
-            f"{self.name}: {self.requests:,} requests, {self.recipients:,} recipients in "
-            f"{self.wall_s:.1f} s -> {self.requests / self.wall_s:,.0f} req/s, "
-            f"{self.recipients / self.wall_s:,.0f} recipients/s wall; per server CPU second "
-            f"(one core): {per_cpu:,.0f} req, {rcpt_cpu:,.0f} recipients "
-            f"(server CPU {self.server_cpu_s:.1f} s)"
+            f"{server:>16} | {self.name:<24} | {self.requests:>8,} req {self.recipients:>10,} rcpt "
+            f"in {self.wall_s:4.1f} s | wall {self.requests / self.wall_s:>7,.0f} req/s "
+            f"{self.recipients / self.wall_s:>9,.0f} rcpt/s | per server CPU s "
+            f"{self.per_cpu_s(False):>7,.0f} req {self.per_cpu_s(True):>9,.0f} rcpt"
         )
 
 
@@ -129,19 +134,20 @@ async def drive(
     return Phase(name, sent, sent * recipients, wall, cpu)
 
 
-async def run(args: argparse.Namespace, url: str, pid: int) -> None:
-    bodies = Bodies()
+async def speed(
+    url: str, pid: int, bodies: Bodies, seconds: float, concurrency: int
+) -> tuple[Phase, Phase]:
+    """The two speed phases: one recipient per request, then 1,000 per request."""
     single = await drive(
         url,
         pid,
         bodies,
         name="1 recipient/request",
         recipients=1,
-        concurrency=args.concurrency,
-        seconds=args.seconds,
+        concurrency=concurrency,
+        seconds=seconds,
         max_requests=10**7,
     )
-    print(single.report(), flush=True)
     batch = await drive(
         url,
         pid,
@@ -149,29 +155,108 @@ async def run(args: argparse.Namespace, url: str, pid: int) -> None:
         name="1,000 recipients/request",
         recipients=1000,
         concurrency=4,
-        seconds=args.seconds,
+        seconds=seconds,
         max_requests=10**5,
     )
-    print(batch.report(), flush=True)
-    stored_so_far = single.recipients + batch.recipients
-    remaining = max(0, args.stored - stored_so_far) // 1000
-    if remaining:
-        fill = await drive(
-            url,
-            pid,
+    return single, batch
+
+
+def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
+    """Start a server and wait (at most 20 s) until it accepts connections."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.1)
+        else:
+            return server
+    stop(server)
+    raise SystemExit(f"{command[-3:]} did not start listening on {port}")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=10)
+
+
+async def measure(args: argparse.Namespace) -> None:
+    bodies = Bodies()
+    # The yardstick: a bare aiohttp.web server that only parses the JSON and answers 202,
+    # measured in the same run, so the figures can be compared across machines.
+    port = free_port()
+    bare = start([sys.executable, __file__, "--serve-bare", str(port)], port)
+    try:
+        bare_single, bare_batch = await speed(
+            f"http://127.0.0.1:{port}/preview/Messages",
+            bare.pid,
             bodies,
-            name="filling",
-            recipients=1000,
-            concurrency=4,
-            seconds=600,
-            max_requests=remaining,
+            args.seconds,
+            args.concurrency,
         )
-        stored_so_far += fill.recipients
-    rss, peak = memory_mb(pid)
-    print(
-        f"memory: {stored_so_far:,} recipients stored -> RSS {rss:,.0f} MB, peak {peak:,.0f} MB "
-        f"({rss * 1024 * 1024 / stored_so_far:,.0f} bytes/recipient incl. the interpreter)"
-    )
+    finally:
+        stop(bare)
+    port = free_port()
+    emulator = start([sys.executable, "-m", "campaign", "emulator", "--port", str(port)], port)
+    try:
+        url = f"http://127.0.0.1:{port}/preview/Messages"
+        single, batch = await speed(url, emulator.pid, bodies, args.seconds, args.concurrency)
+        print(bare_single.report("bare aiohttp.web"))
+        print(single.report("emulator"))
+        print(
+            f"  -> the emulator takes {single.per_cpu_s(False) / bare_single.per_cpu_s(False):.2f}x "
+            "the requests per CPU second of a bare aiohttp.web server that does no work"
+        )
+        print(bare_batch.report("bare aiohttp.web"))
+        print(batch.report("emulator"))
+        print(
+            f"  -> {batch.per_cpu_s(True) / bare_batch.per_cpu_s(True):.2f}x the recipients per CPU "
+            "second of the bare server (which only parses the JSON)",
+            flush=True,
+        )
+        stored = single.recipients + batch.recipients
+        remaining = max(0, args.stored - stored) // 1000
+        if remaining:
+            fill = await drive(
+                url,
+                emulator.pid,
+                bodies,
+                name="filling",
+                recipients=1000,
+                concurrency=4,
+                seconds=900,
+                max_requests=remaining,
+            )
+            stored += fill.recipients
+        rss, peak = memory_mb(emulator.pid)
+        print(
+            f"memory: {stored:,} recipients stored -> RSS {rss:,.0f} MB, peak {peak:,.0f} MB "
+            f"({rss * 1024 * 1024 / stored:,.0f} bytes/recipient incl. the interpreter)"
+        )
+    finally:
+        stop(emulator)
+
+
+def serve_bare(port: int) -> None:
+    """The yardstick server (run as a subprocess of this script)."""
+    import orjson  # noqa: PLC0415 - only the yardstick subprocess needs these
+    from aiohttp import web  # noqa: PLC0415
+
+    async def accept(request: web.Request) -> web.Response:
+        orjson.loads(await request.read())
+        return web.Response(
+            body=b'{"operationId":"x"}', status=202, content_type="application/json"
+        )
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_post("/preview/Messages", accept)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
 def main() -> None:
@@ -185,26 +270,12 @@ def main() -> None:
     parser.add_argument(
         "--stored", type=int, default=2_000_000, help="recipients stored before measuring memory"
     )
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "campaign", "emulator", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        banner = server.stdout.readline() if server.stdout else ""
-        if "listening" not in banner:
-            raise SystemExit(f"the emulator did not start: {banner!r}")
-        asyncio.run(run(args, f"http://127.0.0.1:{port}/preview/Messages", server.pid))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return
+    asyncio.run(measure(args))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ them raises ``TemplateError`` like any other render failure.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar, Final
@@ -167,6 +167,21 @@ class CompiledTemplate:
             # exactly like Liquid; for `default` the fallback is the literal.
             parts_list[index] = get(name) or fallback
         return "".join(parts_list)
+
+    def render_all(self, variables: Sequence[Mapping[str, str]]) -> list[str]:
+        """Render for many recipients at once: the common shapes run as comprehensions."""
+        if self._constant is not None:
+            return [self._constant] * len(variables)
+        slots, parts = self._slots, self._parts
+        if self._liquid is None and len(slots) == 1:
+            index, name, fallback = slots[0]
+            if len(parts) == 1:
+                return [v.get(name) or fallback for v in variables]
+            if len(parts) == 3 and index == 1:
+                before, after = parts[0], parts[2]
+                return [before + (v.get(name) or fallback) + after for v in variables]
+        render = self.render
+        return [render(v) for v in variables]
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

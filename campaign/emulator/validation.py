@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from campaign.e164 import is_valid_e164
 from campaign.emulator.errors import INVALID_ADDRESS, MISSING_CONTENT, ApiError
 from campaign.emulator.rendering import CompiledTemplate, TemplateError, compile_template
-from campaign.segments import count_segments
+from campaign.segments import GSM7_BASIC_CHARS, count_segments
 
 __all__ = ["MAX_RECIPIENTS", "MAX_TAGS", "SendRequest", "validate_send"]
 
@@ -29,6 +30,8 @@ _TOP_KEYS = frozenset({"from", "to", "content", "tags", "schedule"})
 _TO_KEYS = frozenset({"address", "channel", "variables"})
 # Recipient channels as the API accepts them (upper or lower case): is it WhatsApp?
 _CHANNELS = {"PHONE": False, "phone": False, "WHATSAPP": True, "whatsapp": True}
+_WHATSAPP_NAMES = frozenset({"WHATSAPP", "whatsapp"})
+_EMPTY: dict[str, str] = {}
 _FROM_CHANNELS = frozenset({"SMS", "RCS", "WHATSAPP"})
 
 
@@ -208,7 +211,79 @@ def validate_send(body: Any, now_s: float) -> SendRequest:
 _Columns = tuple[list[str], bytearray, list[int], tuple[list[str] | str, ...]]
 
 
-def _recipients(  # noqa: PLR0912 - one tight loop over up to 10,000 recipients, kept flat for speed
+def _recipients(
+    to: list[Any], text: CompiledTemplate | None, tags: list[tuple[str, CompiledTemplate]]
+) -> _Columns:
+    """Check and render every recipient: at batch speed when all is well, else one by one."""
+    return _recipients_at_once(to, text, tags) or _recipients_one_by_one(to, text, tags)
+
+
+_NoneType = type(None)
+# Many rendered tag values joined by newlines, each one valid: one regex call for a batch.
+_TAG_LINES_RE = re.compile(r"[a-zA-Z0-9._~-]{1,256}(?:\n[a-zA-Z0-9._~-]{1,256})*")
+# Any character outside the ASCII part of the GSM-7 basic table (newline included there).
+_NOT_PLAIN_GSM_RE = re.compile(
+    "[^" + re.escape("".join(c for c in GSM7_BASIC_CHARS if c.isascii())) + "]"
+)
+
+
+def _recipients_at_once(  # noqa: PLR0912 - each early return hands over to the careful path
+    to: list[Any], text: CompiledTemplate | None, tags: list[tuple[str, CompiledTemplate]]
+) -> _Columns | None:
+    """The common case, column by column in comprehensions (several times faster than one
+    recipient at a time); None as soon as anything is unusual, so that the careful path can
+    name exactly what is wrong."""
+    try:
+        if not all(map(_TO_KEYS.issuperset, to)):
+            return None
+        addresses = [item["address"] for item in to]
+        channels = [item["channel"] for item in to]
+        channel_names = set(channels)
+    except (TypeError, KeyError):
+        return None  # not objects, a missing field, or an unhashable channel
+    if set(map(type, addresses)) != {str} or not channel_names <= _CHANNELS.keys():
+        return None
+    if not all(map(is_valid_e164, addresses)):
+        return None
+    raw = [item.get("variables") for item in to]
+    if not set(map(type, raw)) <= {dict, _NoneType}:
+        return None
+    variables: list[dict[str, str]] = [v if v is not None else _EMPTY for v in raw]
+    if not set(map(type, chain.from_iterable(map(dict.values, variables)))) <= {str}:
+        return None
+    whatsapp = (
+        bytearray(map(_CHANNELS.__getitem__, channels))
+        if channel_names & _WHATSAPP_NAMES
+        else bytearray(len(to))
+    )
+    try:
+        columns: list[list[str] | str] = []
+        for key, template in tags:
+            if template.is_constant:
+                value = template.render({})
+                _check_tag_value(key, value, None)
+                columns.append(value)
+                continue
+            values = template.render_all(variables)
+            joined = "\n".join(values)
+            if joined.count("\n") != len(values) - 1 or not _TAG_LINES_RE.fullmatch(joined):
+                return None
+            columns.append(values)
+        if text is None or text.is_constant:
+            segments = [segments_of(text.render({}) if text else "")] * len(to)
+        else:
+            texts = text.render_all(variables)
+            if _NOT_PLAIN_GSM_RE.search("\n".join(texts)) is None:
+                # Plain GSM-7 text: one segment up to 160 characters, then 153 a part.
+                segments = [1 if n <= 160 else -(-n // 153) for n in map(len, texts)]
+            else:
+                segments = [segments_of(t) for t in texts]
+    except TemplateError:
+        return None
+    return addresses, whatsapp, segments, tuple(columns)
+
+
+def _recipients_one_by_one(  # noqa: PLR0912 - one tight loop, kept flat
     to: list[Any], text: CompiledTemplate | None, tags: list[tuple[str, CompiledTemplate]]
 ) -> _Columns:
     constant_segments = 1
