@@ -14,6 +14,7 @@ from campaign.emulator import (
     Clock,
     Credentials,
     DataFileError,
+    DeliveryProfile,
     FaultError,
     Faults,
     RunningEmulator,
@@ -21,6 +22,8 @@ from campaign.emulator import (
 )
 
 __all__ = ["emulator_command"]
+
+_DEFAULTS = DeliveryProfile()
 
 
 def _latency(value: str) -> tuple[float, float]:
@@ -90,6 +93,34 @@ def _latency(value: str) -> tuple[float, float]:
 )
 @click.option("--seed", type=int, help="Seed for a replayable sequence of faults.")
 @click.option(
+    "--undelivered-share",
+    default=_DEFAULTS.undelivered_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of sent messages that end UNDELIVERED.",
+)
+@click.option(
+    "--failed-share",
+    default=_DEFAULTS.failed_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of sent messages that end FAILED.",
+)
+@click.option(
+    "--rcs-capable-share",
+    default=_DEFAULTS.rcs_capable_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of handsets that take RCS (decided from the number).",
+)
+@click.option(
+    "--rcs-failure-share",
+    default=_DEFAULTS.rcs_failure_share,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of RCS attempts that fail and fall back to SMS.",
+)
+@click.option(
     "--pagination-tokens",
     is_flag=True,
     help="Answer pagination.next with a bare token instead of a URL.",
@@ -107,9 +138,21 @@ def emulator_command(
     latency_ms: str,
     retry_after_s: int,
     seed: int | None,
+    undelivered_share: float,
+    failed_share: float,
+    rcs_capable_share: float,
+    rcs_failure_share: float,
     pagination_tokens: bool,
 ) -> None:
     """Serve a local Communications API (senders, pools, messages) until Ctrl-C."""
+    if undelivered_share + failed_share > 1:
+        raise click.UsageError("--undelivered-share and --failed-share add up to more than 1")
+    profile = DeliveryProfile(
+        undelivered_share=undelivered_share,
+        failed_share=failed_share,
+        rcs_capable_share=rcs_capable_share,
+        rcs_failure_share=rcs_failure_share,
+    )
     try:
         faults = Faults(
             max_concurrent_requests=max_concurrent_requests,
@@ -125,7 +168,16 @@ def emulator_command(
     except FaultError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        anyio.run(_serve_until_signal, host, port, data, speed, faults, pagination_tokens)
+        anyio.run(
+            _serve_until_signal,
+            host,
+            port,
+            data,
+            Clock(speed=speed),
+            profile,
+            faults,
+            pagination_tokens,
+        )
     except DataFileError as exc:
         click.echo(f"campaign emulator: {exc}", err=True)
         sys.exit(2)
@@ -139,7 +191,13 @@ def emulator_command(
 
 
 async def _serve_until_signal(
-    host: str, port: int, data: Path | None, speed: float, faults: Faults, pagination_tokens: bool
+    host: str,
+    port: int,
+    data: Path | None,
+    clock: Clock,
+    profile: DeliveryProfile,
+    faults: Faults,
+    pagination_tokens: bool,
 ) -> None:
     credentials = Credentials.from_environment()
     # Signals are caught before the banner, so a stop sent the moment it shows still counts.
@@ -150,7 +208,8 @@ async def _serve_until_signal(
             data=data,
             faults=faults,
             credentials=credentials,
-            clock=Clock(speed=speed),
+            clock=clock,
+            profile=profile,
             next_as_token=pagination_tokens,
         ) as emu:
             _print_banner(emu, credentials, with_sample_pool=data is None)
