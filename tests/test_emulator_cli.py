@@ -369,3 +369,21 @@ async def test_fault_and_pagination_flags_take_effect() -> None:
     }
     assert senders["pagination"]["next"]
     assert not senders["pagination"]["next"].startswith("http")
+
+
+async def test_delivery_flags_take_effect() -> None:
+    """--speed and the delivery share flags set the profile /_emulator/stats reports."""
+    async with _emulator(
+        "--speed=20",
+        "--undelivered-share=0.25",
+        "--failed-share=0.5",
+        "--rcs-capable-share=0",
+        "--rcs-failure-share=1",
+    ) as emu:
+        _, stats = await _get(f"{emu.root_url}/_emulator/stats")
+    delivery = stats["delivery"]
+    assert delivery["speed"] == 20
+    assert delivery["undelivered_share"] == 0.25
+    assert delivery["failed_share"] == 0.5
+    assert delivery["rcs_capable_share"] == 0
+    assert delivery["rcs_failure_share"] == 1

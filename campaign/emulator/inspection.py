@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
@@ -36,6 +37,7 @@ def show_stats(ctx: EmulatorContext, stats: RequestStats, request: Request) -> R
             "messages_by_status": dict(sorted(by_status.items())),
             "unaddressable": unaddressable,
             "in_flight": ctx.faults.in_flight,
+            "delivery": {"speed": store.clock.speed, **asdict(store.profile)},
         }
     )
 
