@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 import click
@@ -24,6 +26,13 @@ from campaign.emulator import (
 __all__ = ["emulator_command"]
 
 _DEFAULTS = DeliveryProfile()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _share_option(flag: str, default: float, help_text: str) -> Callable[[_F], _F]:
+    return click.option(
+        flag, default=default, show_default=True, type=click.FloatRange(0, 1), help=help_text
+    )
 
 
 def _latency(value: str) -> tuple[float, float]:
@@ -92,33 +101,21 @@ def _latency(value: str) -> tuple[float, float]:
     help="Retry-After sent with each 429.",
 )
 @click.option("--seed", type=int, help="Seed for a replayable sequence of faults.")
-@click.option(
+@_share_option(
     "--undelivered-share",
-    default=_DEFAULTS.undelivered_share,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of sent messages that end UNDELIVERED.",
+    _DEFAULTS.undelivered_share,
+    "Share of sent messages that end UNDELIVERED.",
 )
-@click.option(
-    "--failed-share",
-    default=_DEFAULTS.failed_share,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of sent messages that end FAILED.",
-)
-@click.option(
+@_share_option("--failed-share", _DEFAULTS.failed_share, "Share of sent messages that end FAILED.")
+@_share_option(
     "--rcs-capable-share",
-    default=_DEFAULTS.rcs_capable_share,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of handsets that take RCS (decided from the number).",
+    _DEFAULTS.rcs_capable_share,
+    "Share of handsets that take RCS (decided from the number).",
 )
-@click.option(
+@_share_option(
     "--rcs-failure-share",
-    default=_DEFAULTS.rcs_failure_share,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of RCS attempts that fail and fall back to SMS.",
+    _DEFAULTS.rcs_failure_share,
+    "Share of RCS attempts that fail and fall back to SMS.",
 )
 @click.option(
     "--pagination-tokens",
