@@ -3,6 +3,9 @@
 ```
 CampaignError                    the root: catch this at the command line
 ├── ConfigurationError           missing or malformed settings (credentials, base URL); nothing was sent
+├── CampaignFileError            a campaign file that cannot be used: names the file, the key and the fix
+├── TemplateError                a message template that is not valid Liquid, or fails to render
+├── RecipientsFileError          a recipients or suppression file that cannot be read at all; nothing was sent
 ├── UnreachableError             no connection could be made (refused, DNS, connect timeout); nothing was sent
 └── ApiError                     the API answered with an error, or the answer was lost
     ├── RateLimitedError         429: never processed, always safe to retry after `retry_after_s`
@@ -20,6 +23,13 @@ CampaignError                    the root: catch this at the command line
 `ApiError` carries `status` (None when no answer came), `code` (Twilio's error code, when
 given), `api_message` (the server's own words), `retry_after_s`, `more_info`, `method`
 and `url`. Messages are built from those alone; credentials never reach an exception.
+
+`CampaignFileError` carries `path`, `key` (dotted, e.g. `sending.batch_size`; None for the
+file as a whole), `line`/`column` (TOML syntax errors), `problem` and `hint`.
+`TemplateError` carries `problem` and 1-based `line`/`column` within the template (None
+when python-liquid gives no position).
+`RecipientsFileError` carries `path`, `problem`, `hint`, `line` (1-based, None for the file
+as a whole) and `offset` (the byte offset, for undecodable bytes).
 """
 
 from __future__ import annotations
@@ -29,14 +39,17 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "CampaignError",
+    "CampaignFileError",
     "ConfigurationError",
     "ConnectionLostError",
     "FatalError",
     "NotFoundError",
     "RateLimitedError",
+    "RecipientsFileError",
     "RequestRejectedError",
     "RequestTimeoutError",
     "ServerError",
+    "TemplateError",
     "UnexpectedResponseError",
     "UnreachableError",
 ]
@@ -139,3 +152,75 @@ class AuthenticationError(FatalError):
 
 class NotFoundError(FatalError):
     """404: the pool, sender, message, operation or route does not exist."""
+
+
+class CampaignFileError(CampaignError):
+    """A campaign file that cannot be used; the message names the file, the key and the fix.
+
+    The message reads `<file>: <key>: <what is wrong>; <what to do>`, with
+    `line L, column C` in place of the key for TOML syntax errors.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        *,
+        key: str | None = None,
+        hint: str = "",
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.path = path
+        self.problem = problem
+        self.key = key
+        self.hint = hint
+        self.line = line
+        self.column = column
+        where = [path]
+        if key is not None:
+            where.append(key)
+        elif line is not None:
+            where.append(f"line {line}, column {column}")
+        message = ": ".join([*where, problem])
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class TemplateError(CampaignError):
+    """A message template that is not valid Liquid for the API, or failed to render.
+
+    `line` and `column` are 1-based positions within the template text.
+    """
+
+    def __init__(self, problem: str, *, line: int | None = None, column: int | None = None) -> None:
+        self.problem = problem
+        self.line = line
+        self.column = column
+        where = f" at line {line}, column {column}" if line is not None else ""
+        super().__init__(f"{problem}{where}")
+
+
+class RecipientsFileError(CampaignError):
+    """A recipients (or suppression) file that cannot be read at all, so nothing is sent.
+
+    The message reads `<file>: line L: <what is wrong>; <what to do>` (no line when the
+    file as a whole is at fault).  One bad row is never this error: it is a row verdict.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        *,
+        hint: str = "",
+        line: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+        self.line = line
+        self.offset = offset
+        where = path if line is None else f"{path}: line {line}"
+        message = f"{where}: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)
