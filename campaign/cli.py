@@ -15,6 +15,7 @@ import click
 from campaign import __version__
 from campaign.emulator_command import emulator_command
 from campaign.pools_command import pools_group
+from campaign.preview_command import preview_command
 from campaign.senders_command import senders_group
 
 __all__ = ["main"]
@@ -29,6 +30,7 @@ def cli() -> None:
 cli.add_command(emulator_command)
 cli.add_command(senders_group)
 cli.add_command(pools_group)
+cli.add_command(preview_command)
 
 
 def main() -> None:
