@@ -37,7 +37,6 @@ reconciled.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable, Mapping
 from typing import ClassVar, Final
 
@@ -57,6 +56,7 @@ from liquid.expression import Expression
 from liquid.span import Span
 
 from campaign.exceptions import TemplateError
+from campaign.liquid_plain import render_plain, split_plain
 from campaign.segments import SegmentCount, count_segments
 
 __all__ = ["ROW_TAG_TEMPLATE", "ROW_VARIABLE", "MessageTemplate"]
@@ -85,47 +85,6 @@ _BUILT_IN_NAMES: Final = frozenset({"now", "today", "partial"})
 
 # Tags that load other templates, which the API does not have.
 _PARTIAL_TAGS: Final = frozenset({"include", "render"})
-
-# A fast-path output, anchored at a "{{", mirroring python-liquid's lexer: Unicode
-# whitespace just inside the braces, only [ \t\n\r] between tokens, no "-" whitespace
-# control, no braces inside a literal (the lexer ends an output at the first "}}").
-_FAST_OUTPUT: Final = re.compile(
-    r"\{\{\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"(?:[ \t\n\r]*\|[ \t\n\r]*default[ \t\n\r]*:[ \t\n\r]*"
-    r"""(?:'(?P<single>[^'{}]*)'|"(?P<double>[^"{}]*)"))?"""
-    r"\s*\}\}"
-)
-
-# Words the fast path must leave to python-liquid: expression keywords are literals or
-# syntax, not variables (liquid/builtin/expressions/_tokenize.py), plus the built-ins.
-_NOT_PLAIN_NAMES: Final = _BUILT_IN_NAMES | frozenset(
-    [
-        "true",
-        "false",
-        "nil",
-        "null",
-        "empty",
-        "blank",
-        "and",
-        "or",
-        "contains",
-        "not",
-        "in",
-        "offset",
-        "limit",
-        "reversed",
-        "cols",
-        "continue",
-        "with",
-        "for",
-        "as",
-        "if",
-        "else",
-        "required",
-    ]
-)
-
-_Slots = tuple[tuple[int, str, str], ...]
 
 
 class MessageTemplate:
@@ -178,7 +137,7 @@ class MessageTemplate:
         self.variables = frozenset(analysis.globals)
         self.required_variables = frozenset(required)
         self.missing = _missing_function(tuple(required))
-        fast = _compile_fast(source)
+        fast = split_plain(source)
         self._liquid: BoundTemplate | None = template if fast is None else None
         self._parts, self._slots = fast if fast is not None else ((), ())
 
@@ -193,24 +152,7 @@ class MessageTemplate:
                 return self._liquid.render(variables)
             except LiquidError as err:
                 raise _template_error(err, "template failed to render") from err
-        slots = self._slots
-        if len(slots) == 1 and len(self._parts) <= 3:
-            # The commonest shapes ("Hi {{ name }}, ..."): no list to build.
-            index, name, fallback = slots[0]
-            value = variables.get(name) or fallback
-            parts = self._parts
-            if len(parts) == 1:
-                return value
-            if index == 0:
-                return value + parts[1]
-            return parts[0] + value + parts[2] if len(parts) == 3 else parts[0] + value
-        parts_list = list(self._parts)
-        get = variables.get
-        for index, name, fallback in slots:
-            # A plain output has fallback "", so missing and "" both render as "", as in
-            # Liquid; with `default` the fallback is its literal.
-            parts_list[index] = get(name) or fallback
-        return "".join(parts_list)
+        return render_plain(self._parts, self._slots, variables)
 
     def segments(self, variables: Mapping[str, str]) -> SegmentCount:
         """The SMS encoding and segment count of this recipient's rendered text."""
@@ -233,28 +175,6 @@ def _missing_function(required: tuple[str, ...]) -> Callable[[Mapping[str, str]]
         return []
 
     return missing
-
-
-def _compile_fast(source: str) -> tuple[tuple[str, ...], _Slots] | None:
-    """Split a plain-outputs template into text parts and slots, or None for python-liquid."""
-    if "{%" in source:
-        return None
-    parts: list[str] = []
-    slots: list[tuple[int, str, str]] = []
-    position = 0
-    while (start := source.find("{{", position)) >= 0:
-        match = _FAST_OUTPUT.match(source, start)
-        if match is None or match["name"] in _NOT_PLAIN_NAMES:
-            return None
-        if start > position:
-            parts.append(source[position:start])
-        fallback = match["single"] if match["single"] is not None else match["double"]
-        slots.append((len(parts), match["name"], fallback or ""))
-        parts.append("")
-        position = match.end()
-    if position < len(source):
-        parts.append(source[position:])
-    return tuple(parts), tuple(slots)
 
 
 def _walk(template: BoundTemplate) -> tuple[set[int], list[Filter]]:

@@ -29,7 +29,6 @@ them raises ``TemplateError`` like any other render failure.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,6 +36,8 @@ from typing import ClassVar, Final
 
 from liquid import BoundTemplate, Environment
 from liquid.exceptions import LiquidError, TemplateNotFoundError
+
+from campaign.liquid_plain import render_plain, split_plain
 
 __all__ = ["CompiledTemplate", "TemplateError", "compile_template"]
 
@@ -68,57 +69,6 @@ class _EmulatorEnvironment(Environment):
 
 _ENVIRONMENT: Final = _EmulatorEnvironment()
 
-# A fast-path output statement, anchored at a "{{". It mirrors python-liquid's lexer
-# (liquid/lex.py) and expression tokenizer (liquid/builtin/expressions/_tokenize.py):
-# - the lexer strips any ``\s`` (Unicode) whitespace just inside the braces, but the
-#   expression tokenizer only skips ``[ \t\n\r]`` between tokens;
-# - a ``-`` right inside the braces is whitespace control, so it is not accepted here;
-# - a literal may not contain ``{`` or ``}``: the lexer ends the output at the first
-#   ``}}`` even inside quotes, and excluding both braces keeps that reasoning trivial.
-# Names are ASCII identifiers; the trailing part of the pattern guarantees the name is
-# a whole token (``x-y``, ``x?`` and ``x.y`` fail to match and fall back).
-_FAST_OUTPUT: Final = re.compile(
-    r"\{\{\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"(?:[ \t\n\r]*\|[ \t\n\r]*default[ \t\n\r]*:[ \t\n\r]*"
-    r"""(?:'(?P<single>[^'{}]*)'|"(?P<double>[^"{}]*)"))?"""
-    r"\s*\}\}"
-)
-
-# Names the fast path must not handle (see the module docstring): python-liquid's
-# expression keywords, which are literals or syntax errors rather than variables, and
-# names python-liquid resolves itself.
-_NOT_PLAIN_VARIABLES: Final = frozenset(
-    {
-        # liquid/builtin/expressions/_tokenize.py `_keywords`
-        "true",
-        "false",
-        "nil",
-        "null",
-        "empty",
-        "blank",
-        "and",
-        "or",
-        "contains",
-        "not",
-        "in",
-        "offset",
-        "limit",
-        "reversed",
-        "cols",
-        "continue",
-        "with",
-        "for",
-        "as",
-        "if",
-        "else",
-        "required",
-        # liquid/context.py `BuiltIn` and BoundTemplate.make_partial_namespace
-        "now",
-        "today",
-        "partial",
-    }
-)
-
 # Filters whose output depends on something other than the variables: ``date`` reads
 # the clock for "now"/"today". A template using one is never treated as constant.
 _IMPURE_FILTERS: Final = frozenset({"date"})
@@ -149,24 +99,7 @@ class CompiledTemplate:
             return self._constant
         if self._liquid is not None:
             return _render_liquid(self._liquid, variables)
-        slots = self._slots
-        if len(slots) == 1 and len(self._parts) <= 3:
-            # The commonest shapes ("{{ row }}", "Hi {{ name }}, ..."): no list to build.
-            index, name, fallback = slots[0]
-            value = variables.get(name) or fallback
-            parts = self._parts
-            if len(parts) == 1:
-                return value
-            if index == 0:
-                return value + parts[1]
-            return parts[0] + value + parts[2] if len(parts) == 3 else parts[0] + value
-        parts_list = list(self._parts)
-        get = variables.get
-        for index, name, fallback in slots:
-            # A plain output has fallback "", so missing and "" both render as "",
-            # exactly like Liquid; for `default` the fallback is the literal.
-            parts_list[index] = get(name) or fallback
-        return "".join(parts_list)
+        return render_plain(self._parts, self._slots, variables)
 
     def render_all(self, variables: Sequence[Mapping[str, str]]) -> list[str]:
         """Render for many recipients at once: the common shapes run as comprehensions."""
@@ -190,7 +123,7 @@ def compile_template(source: str) -> CompiledTemplate:
 
     Cached because a campaign sends the same few templates for every recipient.
     """
-    fast = _compile_fast(source)
+    fast = split_plain(source)
     if fast is not None:
         parts, slots = fast
         if not slots:
@@ -207,30 +140,6 @@ def compile_template(source: str) -> CompiledTemplate:
         # compile time.
         return CompiledTemplate(source, is_constant=True, _constant=_render_liquid(template, {}))
     return CompiledTemplate(source, is_constant=False, _liquid=template)
-
-
-def _compile_fast(source: str) -> tuple[tuple[str, ...], tuple[tuple[int, str, str], ...]] | None:
-    """Split a fast-path template into parts and slots, or None to use python-liquid."""
-    if "{%" in source:
-        return None
-    parts: list[str] = []
-    slots: list[tuple[int, str, str]] = []
-    position = 0
-    while (start := source.find("{{", position)) >= 0:
-        # python-liquid's lexer also starts an output at the first "{{" after text, so
-        # anchoring the match there tokenizes exactly as it does.
-        match = _FAST_OUTPUT.match(source, start)
-        if match is None or match["name"] in _NOT_PLAIN_VARIABLES:
-            return None
-        if start > position:
-            parts.append(source[position:start])
-        fallback = match["single"] if match["single"] is not None else match["double"]
-        slots.append((len(parts), match["name"], fallback or ""))
-        parts.append("")
-        position = match.end()
-    if position < len(source):
-        parts.append(source[position:])
-    return tuple(parts), tuple(slots)
 
 
 def _is_constant(template: BoundTemplate) -> bool:
