@@ -2,7 +2,9 @@
 
 It follows `comms-api.md`: senders, sender pools, messages and operations under `/preview`
 and `/v1`, simulated per-sender delivery, RCS to SMS fallback, and faults on demand.
-It imports nothing from the sending side of `campaign`, so it could become its own package.
+It imports nothing from the sending side of `campaign`, only three leaf modules that belong
+to neither side (`campaign.e164`, `campaign.segments`, `campaign.liquid_plain`), so it could
+become its own package with those beside it.
 """
 
 from campaign.emulator.app import (
