@@ -15,8 +15,13 @@ that one expression also picks the region as ``_region_code_for_number_from_list
 (the first region, in phonenumbers' order, to claim the number by its leading digits or by
 finding it valid) before judging it there.  It also repeats what ``parse`` does to an
 international number after the country code: stripping a national prefix such as the
-``0`` in ``+44 (0) 7911 123456``.  Everything else -- national or ``00`` forms, letters,
-extensions, RFC 3966, unknown country codes -- is handed to phonenumbers itself, so the
+``0`` in ``+44 (0) 7911 123456``.  National input with a default region (``(914) 318-8062``
+for US, ``07911 123456`` for GB: digits and the same separators) is read the same way
+after repeating parse()'s national steps (_Region, _from_national): the region's own
+calling code written without '+', and national prefix stripping with the region's own
+rules; input starting like the region's international prefix goes to phonenumbers.
+Everything else -- ``00`` / ``011`` forms, letters, extensions, RFC 3966, unknown country
+codes, region codes parse() rejects -- is handed to phonenumbers itself, so the
 verdicts are phonenumbers' by construction there and by replication here; the tests
 compare the two on generated and mutated example numbers of every region.
 
@@ -249,9 +254,8 @@ class _Country:
             tail = f"(?({name}){verdict}|{tail})"
         return f"(?>{'|'.join(branches)}){tail}"
 
-    def strip_national_prefix(self, nsn: str) -> str:
-        """What parse() keeps of `nsn` after _maybe_strip_national_prefix_carrier_code and
-        the _test_number_length check that follows it."""
+    def strip_prefix_unchecked(self, nsn: str) -> str:
+        """What _maybe_strip_national_prefix_carrier_code keeps of `nsn` (no length check)."""
         prefix = self.prefix
         if prefix is None:
             return nsn
@@ -265,6 +269,14 @@ class _Country:
         else:
             stripped = prefix.sub(self.transform, nsn, count=1)
         if viable and (general is None or general.fullmatch(stripped) is None):
+            return nsn
+        return stripped
+
+    def strip_national_prefix(self, nsn: str) -> str:
+        """What parse() keeps of `nsn` after _maybe_strip_national_prefix_carrier_code and
+        the _test_number_length check that follows it."""
+        stripped = self.strip_prefix_unchecked(nsn)
+        if stripped == nsn:
             return nsn
         length = len(stripped)
         if length in self.local_lengths:
@@ -293,6 +305,44 @@ def _countries_by_first_digits() -> dict[str, _Country]:
 
 
 _COUNTRIES = _countries_by_first_digits()
+
+
+class _Region:
+    """What parse() needs of a default region to read a national-format number, built on
+    first use: its own national prefix rules (a region sharing a calling code may strip
+    differently from the code's main region: '1' plus seven digits for the NANP islands,
+    '0' with a local-number transform for GG, IM, JE, CC, CX), its international dialling
+    prefix, and the _Country that judges the result."""
+
+    __slots__ = ("code", "country", "delegate", "idd", "national")
+
+    def __init__(self, region: str) -> None:
+        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+        self.delegate = True
+        self.idd: re.Pattern[str] | None = None
+        self.code = ""
+        # Only the prefix-stripping fields of this _Country are used, set from the
+        # region's own metadata (never build()): strip_national_prefix() and
+        # strip_prefix_unchecked() then are parse()'s for this region.
+        self.national = _Country(0)
+        found = None if metadata is None else _COUNTRIES.get(f"{metadata.country_code}00"[:3])
+        self.country = _Country(0) if found is None else found
+        general = None if metadata is None else metadata.general_desc
+        if metadata is None or found is None or found.code != metadata.country_code:
+            return
+        if general is None or not general.possible_length:
+            return
+        self.national._build_prefix_stripping(metadata, general)
+        if self.national.delegate:
+            return
+        self.code = str(metadata.country_code)
+        if metadata.international_prefix is not None:
+            self.idd = re.compile(metadata.international_prefix)
+        self.delegate = False
+
+
+# Filled on first use, only with region codes parse() accepts (SUPPORTED_REGIONS: ~245).
+_REGIONS: dict[str, _Region] = {}
 
 
 def _reference(raw: str, default_region: str | None) -> str | None:
@@ -370,6 +420,25 @@ def normalise(raw: str, default_region: str | None = None) -> str | None:
             e164 = _from_international(digits, default_region)
             if e164 != _UNDECIDED:
                 return e164
+    elif default_region is not None:
+        digits = text
+        if not (digits.isascii() and digits.isdigit()):
+            # The same separators as above.  parse() starts at the first digit and drops
+            # trailing punctuation, and none of them can form an extension, so what it
+            # reads is exactly these digits.
+            digits = (
+                digits.replace(" ", "")
+                .replace("(", "")
+                .replace(")", "")
+                .replace(".", "")
+                .replace("-", "")
+            )
+        # Three digits at least: then parse() finds the input viable whatever separators
+        # were between them (exactly two digits must stand alone).
+        if len(digits) >= 3 and digits.isascii() and digits.isdigit():
+            e164 = _from_national(digits, default_region)
+            if e164 != _UNDECIDED:
+                return e164
     return _reference(raw, default_region)
 
 
@@ -408,3 +477,55 @@ def _from_international(digits: str, default_region: str | None) -> str | None:
     if pattern is None or pattern.match(nsn) is None:
         return None
     return f"+{digits[: country.code_length]}{nsn}"
+
+
+def _from_national(digits: str, default_region: str) -> str | None:
+    """What parse(`digits`, default_region) + is_valid_number() + format_number(E164) make
+    of ASCII `digits` (no '+', at least three), or _UNDECIDED."""
+    region = _REGIONS.get(default_region)
+    if region is None:
+        if default_region not in phonenumbers.SUPPORTED_REGIONS:
+            return _UNDECIDED  # parse() refuses the region (it is case-sensitive here)
+        region = _REGIONS[default_region] = _Region(default_region)
+    if region.delegate:
+        return _UNDECIDED
+    idd = region.idd
+    if idd is not None and idd.match(digits) is not None:
+        # parse() may read an international prefix ('011 44 …', '00 49 …'): left to it.
+        return _UNDECIDED
+    country = region.country
+    if not country.ready:
+        country.build()
+    if country.delegate:
+        return _UNDECIDED
+    national = region.national
+    code = region.code
+    if digits.startswith(code):
+        # _maybe_extract_country_code: the digits may begin with the region's own calling
+        # code ('1 914 318 8062' in the US).  parse() takes it as such if the number did
+        # not match the region's general pattern before and does after removing it and a
+        # national prefix, or if it was too long for the region.
+        potential = national.strip_prefix_unchecked(digits[len(code) :])
+        general = national.general
+        length = len(digits)
+        if (
+            general is not None
+            and general.fullmatch(digits) is None
+            and general.fullmatch(potential) is not None
+        ) or (length > national.possible_lengths[-1] and length not in national.local_lengths):
+            # National prefix stripping then uses the metadata of the code's main region,
+            # as does the international path.
+            if len(potential) < _MIN_LENGTH_FOR_NSN:
+                return None  # parse(): TOO_SHORT_NSN
+            return _judge(country, country.strip_national_prefix(potential))
+    return _judge(country, national.strip_national_prefix(digits))
+
+
+def _judge(country: _Country, nsn: str) -> str | None:
+    """The E.164 form of national number `nsn` under `country` if valid, else None."""
+    if not _MIN_LENGTH_FOR_NSN <= len(nsn) <= _MAX_LENGTH_FOR_NSN:
+        return None  # parse(): TOO_LONG (too short cannot happen with three digits or more)
+    pattern = country.valid[len(nsn)]
+    if pattern is None or pattern.match(nsn) is None:
+        return None
+    return f"+{country.code}{nsn}"

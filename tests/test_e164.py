@@ -272,3 +272,99 @@ def test_import_compiles_nothing() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "0"
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("(914) 318-8062", "US", "+19143188062"),
+        ("914-318-8062", "US", "+19143188062"),
+        ("914.318.8062", "US", "+19143188062"),
+        ("9143188062", "US", "+19143188062"),
+        ("1 (914) 318-8062", "US", "+19143188062"),  # own calling code, no '+'
+        ("19143188062", "US", "+19143188062"),
+        ("914318806", "US", None),  # too short
+        ("(114) 318-8062", "US", None),  # area codes do not start with 1
+        ("011 44 7911 123456", "US", "+447911123456"),  # IDD: left to phonenumbers
+        ("(613) 555-0123", "CA", "+16135550123"),
+        ("(201) 555-0123", "CA", "+12015550123"),  # a US number dialled from CA
+        ("07911 123456", "GB", "+447911123456"),
+        ("07911-123-456", "GB", "+447911123456"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("44 7911 123456", "GB", "+447911123456"),
+        ("7911 123456", "GB", "+447911123456"),  # without the national prefix
+        ("0044 7911 123456", "GB", "+447911123456"),
+        ("030 123456", "DE", "+4930123456"),
+        ("0151 23456789", "DE", "+4915123456789"),
+        ("06 12 34 56 78", "FR", "+33612345678"),
+        ("01.23.45.67.89", "FR", "+33123456789"),
+        ("06 1234 5678", "IT", "+390612345678"),  # the leading zero stays
+        ("02 1234 5678", "IT", "+390212345678"),
+        ("312 345 6789", "IT", "+393123456789"),
+        ("081234 56789", "IN", "+918123456789"),
+        ("81234 56789", "IN", "+918123456789"),
+        ("(11) 96123-4567", "BR", "+5511961234567"),
+        ("0 (11) 96123-4567", "BR", "+5511961234567"),
+        ("011 15 2345-6789", "AR", "+5491123456789"),  # national prefix transform
+        ("8 (912) 345-67-89", "RU", "+79123456789"),
+        ("06 20 123 4567", "HU", "+36201234567"),
+        ("090-1234-5678", "JP", "+819012345678"),
+        ("010-2000-0000", "KR", "+821020000000"),
+        ("55 1234 5678", "MX", "+525512345678"),
+        ("12", "US", None),
+        ("(914) 318-8062", "us", None),  # parse() is case-sensitive about the region
+        ("(914) 318-8062", "ZZ", None),
+    ],
+)
+def test_normalise_national_examples(raw: str, region: str, expected: str | None) -> None:
+    """National numbers with a default region normalise as phonenumbers does."""
+    assert reference_normalise(raw, region) == expected
+    assert normalise(raw, region) == expected
+
+
+# Regions with plain, shared, transforming or carrier-code national prefixes.
+NATIONAL_REGIONS = [
+    *("US", "CA", "JM", "BS", "GB", "GG", "JE", "DE", "FR", "IT", "VA", "SM", "IN", "BR"),
+    *("AR", "MX", "RU", "KZ", "HU", "KR", "JP", "AU", "CC", "CN", "CO", "ID", "NG", "BY"),
+]
+SEPARATORS = st.sampled_from(["", "", "", " ", "-", ".", "(", ")", " (", ") "])
+
+
+@st.composite
+def national_inputs(draw: st.DrawFn) -> tuple[str, str]:
+    """A region and a national-looking digit string, often an example number of that region
+    (sometimes with its calling code, a national prefix or one digit changed), with random
+    separators between the digits."""
+    region = draw(st.sampled_from(NATIONAL_REGIONS))
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert metadata is not None
+    code = str(metadata.country_code)
+    numbers = example_numbers(region)
+    if numbers and draw(st.booleans()):
+        written = phonenumbers.format_number(
+            draw(st.sampled_from(numbers)), PhoneNumberFormat.NATIONAL
+        )
+        digits = "".join(c for c in written if c.isdigit())
+        where = draw(st.integers(min_value=0, max_value=len(digits)))
+        digit = draw(st.sampled_from("0123456789"))
+        edit = draw(st.sampled_from(["keep", "keep", "change", "add", "remove"]))
+        if edit == "change":
+            digits = digits[:where] + digit + digits[where + 1 :]
+        elif edit == "add":
+            digits = digits[:where] + digit + digits[where:]
+        elif edit == "remove":
+            digits = digits[:where] + digits[where + 1 :]
+    else:
+        digits = draw(st.text(alphabet="0123456789", max_size=16))
+    prefix = draw(st.sampled_from(["", "", "0", "1", "8", "9", "06", "15", "00", code, code + "0"]))
+    digits = prefix + digits
+    text = draw(st.sampled_from(["", "("])) + "".join(c + draw(SEPARATORS) for c in digits)
+    return text, region
+
+
+@BOUNDED
+@given(case=national_inputs())
+def test_random_national_numbers(case: tuple[str, str]) -> None:
+    """National-format input with a default region gets phonenumbers' verdict."""
+    text, region = case
+    assert normalise(text, region) == reference_normalise(text, region)
