@@ -364,7 +364,7 @@ class Router:
 
     def __init__(self) -> None:
         self._fixed: dict[str, dict[str, tuple[str, Handler]]] = {}
-        self._patterns: list[tuple[re.Pattern[str], str, dict[str, tuple[str, Handler]]]] = []
+        self._patterns: list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]] = []
 
     def add(self, method: str, template: str, handler: Handler, *, name: str) -> None:
         """Serve `template`; `name` is what stats call the route (e.g. "POST /Messages")."""
@@ -372,11 +372,11 @@ class Router:
             self._fixed.setdefault(template, {})[method] = (name, handler)
             return
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        for pattern, _, methods in self._patterns:
+        for pattern, methods in self._patterns:
             if pattern.pattern == f"^{regex}$":
                 methods[method] = (name, handler)
                 return
-        self._patterns.append((re.compile(f"^{regex}$"), template, {method: (name, handler)}))
+        self._patterns.append((re.compile(f"^{regex}$"), {method: (name, handler)}))
 
     def resolve(self, method: str, path: str) -> Resolved | list[str] | None:
         """(route name, handler, path parameters); the allowed methods when only the method
@@ -384,7 +384,7 @@ class Router:
         methods = self._fixed.get(path)
         params: dict[str, str] = {}
         if methods is None:
-            for pattern, _, candidates in self._patterns:
+            for pattern, candidates in self._patterns:
                 match = pattern.match(path)
                 if match is not None:
                     methods, params = candidates, match.groupdict()
