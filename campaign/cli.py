@@ -6,6 +6,8 @@ Exit codes (`campaign.console.ExitCode`), the same for every command:
   pool or sender id, a sender that could not be added (e.g. deactivated), server trouble,
   port in use.
 - 2 bad input: options, arguments, files, or a request the API rejected as invalid (400).
+- 3 (`run`) stopped early with work left (--max-recipients, --max-duration, a signal).
+- 4 (`run`) everything was read, but some recipients are `in_doubt`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from campaign import __version__
 from campaign.emulator_command import emulator_command
 from campaign.pools_command import pools_group
 from campaign.preview_command import preview_command
+from campaign.run_command import run_command
 from campaign.senders_command import senders_group
 
 __all__ = ["main"]
@@ -31,6 +34,7 @@ cli.add_command(emulator_command)
 cli.add_command(senders_group)
 cli.add_command(pools_group)
 cli.add_command(preview_command)
+cli.add_command(run_command)
 
 
 def main() -> None:

@@ -63,6 +63,8 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FAILED = 1  # could not go on: credentials, unreachable server, unknown id, server trouble
     USAGE = 2  # bad input: options, arguments, files, or a request the API rejected as invalid
+    STOPPED = 3  # `run` stopped early (limits, a signal) with work left: run it again
+    IN_DOUBT = 4  # `run` read everything, but some recipients are in_doubt
 
 
 def _check_base_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -144,6 +144,11 @@ class MessageTemplate:
     def __repr__(self) -> str:
         return f"MessageTemplate({self.source!r})"
 
+    @property
+    def renders_per_row(self) -> bool:
+        """Whether a row's values can make rendering fail (only non-plain Liquid can)."""
+        return self._liquid is not None
+
     def render(self, variables: Mapping[str, str]) -> str:
         """The text this recipient will read; undefined variables render as ""."""
         if self._liquid is not None:

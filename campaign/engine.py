@@ -1,0 +1,447 @@
+"""The run: read, batch, pace, send and record every recipient of a campaign, once.
+
+One anyio task group on asyncio::
+
+    reader ──► batches (bounded stream) ──► N workers ── pool pacer ── POST /Messages
+      │                                        │
+      └── invalid / duplicate / suppressed ────┴──► LedgerWriter (intent before each POST)
+
+The reader walks the recipients file in order (the same verdicts as the preview), skips
+rows the ledger already settled, writes a line for each row that will not be sent, and
+groups the rest into batches of up to `batch_size` recipients of one pool. The stream
+holds a few batches at most, so the reader never runs far ahead of the network.
+
+A worker takes a batch, waits for the pool's turn, writes the batch's intent and makes it
+durable, then sends it. What the answer means for the recipients:
+
+- 202: every recipient `accepted`, with the operation id.
+- 429: never processed. The intent is released, the whole pool pauses for Retry-After,
+  and the batch queues again.
+- 400 (or another 4xx but 401/403/404): the whole request was refused. A batch of more
+  than one is split in halves and each half sent again, until the recipients the API
+  refuses are alone; only they are `failed`, with the API's code and message.
+- 401/403/404: nothing can succeed. The intent is released, nobody is marked, the run
+  stops at once (no new batches) and `run()` raises the error after in-flight requests end.
+- 5xx, timeout, dropped connection, or an unusable answer: the request may have been
+  processed. Its recipients are `in_doubt`: never resent blindly (reconciliation decides).
+- No connection at all: not processed; retried with back-off, then the run stops.
+
+Per-recipient outcomes are values (ledger lines), never exceptions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from campaign.client import CommsClient
+from campaign.exceptions import (
+    AmbiguousError,
+    CampaignError,
+    FatalError,
+    RateLimitedError,
+    RequestRejectedError,
+    TemplateError,
+    UnreachableError,
+)
+from campaign.ledger import LedgerWriter, now_text
+from campaign.pacing import PoolPacer
+from campaign.recipients import RecipientRow, read_recipients
+from campaign.resources import MessageBatch, Recipient
+from campaign.spec import CampaignSpec
+from campaign.templating import ROW_TAG_TEMPLATE, ROW_VARIABLE, MessageTemplate
+
+__all__ = ["CampaignRun", "RunLimits", "RunOutcome"]
+
+log = structlog.get_logger("campaign")
+
+_DEFAULT_PAUSE_S: Final = 1.0  # a 429 without Retry-After
+_UNREACHABLE_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0, 8.0)  # then the run stops
+_YIELD_EVERY: Final = 1024  # rows read between chances for other tasks to run
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """How much work one run does before it stops cleanly (cron batches); None: no limit."""
+
+    max_recipients: int | None = None
+    max_duration_s: float | None = None
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """What one run did: its ledger lines by state, its requests, and why it stopped."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    stopped: str | None = None  # "max_recipients", "max_duration", "signal"; None: read to the end
+    work_left: bool = False  # rows that can still be sent were left for the next run
+    duration_s: float = 0.0
+    rows_read: int = 0
+
+
+class _Entry(NamedTuple):
+    row: int
+    address: str
+    channel: str
+    variables: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Batch:
+    pool_id: str
+    entries: list[_Entry]
+
+
+class CampaignRun:
+    """One run of a campaign into an open `LedgerWriter`; `await run()` once.
+
+    `clock` and `sleep` drive pacing and back-offs (tests give them another clock);
+    `stop(reason)` asks for a clean stop: no new batches, in-flight requests finish.
+    """
+
+    def __init__(
+        self,
+        spec: CampaignSpec,
+        client: CommsClient,
+        writer: LedgerWriter,
+        *,
+        run_number: int,
+        limits: RunLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.spec = spec
+        self.client = client
+        self.writer = writer
+        self.limits = limits or RunLimits()
+        self.outcome = RunOutcome()
+        self._run_number = run_number
+        self._batches = 0
+        self._clock = clock
+        self._sleep = sleep
+        self._template = MessageTemplate(spec.message.text)
+        self._used = tuple(sorted(self._template.variables - {ROW_VARIABLE}))
+        self._tags = {"campaign": spec.name, "row": ROW_TAG_TEMPLATE}
+        self._pool_ids = {alias: pool.id for alias, pool in spec.pools.items()}
+        self._pacers: dict[str, PoolPacer] = {}
+        for pool in spec.pools.values():
+            # Two aliases of one pool share its pace: the pool is what delivers.
+            pacer = self._pacers.get(pool.id)
+            rate = pool.rate_per_s if pacer is None else min(pacer.rate_per_s, pool.rate_per_s)
+            self._pacers[pool.id] = PoolPacer(rate, clock=clock, sleep=sleep)
+        self._started_s = 0.0
+        self._stop_reason: str | None = None
+        self._limit_reached: str | None = None
+        self._fatal: CampaignError | None = None
+        self._reader_scope: anyio.CancelScope | None = None
+
+    # Control
+
+    def stop(self, reason: str) -> None:
+        """Take no new work: the reader stops and workers finish the request in hand."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            log.info("campaign.run_stopping", campaign=self.spec.name, reason=reason)
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_reason is not None
+
+    def _out_of_time(self) -> bool:
+        limit = self.limits.max_duration_s
+        if limit is not None and self._clock() - self._started_s >= limit:
+            self.stop("max_duration")
+        return self.stopping
+
+    # The run
+
+    async def run(self) -> RunOutcome:
+        """Send everything not yet settled; raises the run-level error that stopped it."""
+        self._started_s = self._clock()
+        concurrency = self.spec.sending.concurrency
+        send, receive = anyio.create_memory_object_stream[_Batch](max_buffer_size=concurrency)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._read, send)
+                for _ in range(concurrency):
+                    group.start_soon(self._work, receive.clone())
+                receive.close()
+        except* CampaignError as errors:
+            # The ledger failing, or the input unreadable: the first cause is the one to tell.
+            self._fatal = self._fatal or errors.exceptions[0]  # type: ignore[assignment]
+        finally:
+            self.outcome.duration_s = self._clock() - self._started_s
+            self.outcome.stopped = self._stop_reason or self._limit_reached
+        if self._fatal is not None:
+            raise self._fatal
+        return self.outcome
+
+    async def _read(self, send: MemoryObjectSendStream[_Batch]) -> None:
+        with anyio.CancelScope() as scope:
+            self._reader_scope = scope
+            if self.stopping:
+                scope.cancel()
+            async with send:
+                await self._read_rows(send)
+        self._reader_scope = None
+        if scope.cancelled_caught:
+            self.outcome.work_left = True
+
+    async def _read_rows(self, send: MemoryObjectSendStream[_Batch]) -> None:
+        spec, recipients = self.spec, self.spec.recipients
+        batch_size = spec.sending.batch_size
+        limit = self.limits.max_recipients
+        is_settled = self.writer.state.is_settled
+        pending: dict[str, list[_Entry]] = {}
+        taken = 0
+        with read_recipients(
+            recipients.path,
+            format=recipients.format,
+            address_field=recipients.address,
+            channel=recipients.channel or "PHONE",
+            channel_field=recipients.channel_column,
+            default_region=recipients.default_region,
+            pool_field=recipients.pool_column,
+            pools=frozenset(spec.pools),
+            default_pool=next(iter(spec.pools)),
+            required_variables=self._template.required_variables,
+            suppression=recipients.suppression,
+            delimiter=recipients.delimiter,
+            encoding=recipients.encoding,
+            work_dir=self.writer.path.parent,
+        ) as rows:
+            for row in rows:
+                self.outcome.rows_read += 1
+                if self.outcome.rows_read % _YIELD_EVERY == 0:
+                    await anyio.lowlevel.checkpoint()
+                    if self._out_of_time():
+                        break
+                if is_settled(row.row):
+                    continue
+                entry = self._entry(row)
+                if entry is None:
+                    continue
+                if limit is not None and taken >= limit:
+                    # Read on only to here: past the limit, the first row that could be
+                    # sent proves work is left (rows before it got their lines above).
+                    self.outcome.work_left = True
+                    self._limit_reached = "max_recipients"
+                    break
+                taken += 1
+                pool_id = self._pool_ids[row.pool]
+                batch = pending.setdefault(pool_id, [])
+                batch.append(entry)
+                if len(batch) >= batch_size:
+                    del pending[pool_id]
+                    await send.send(_Batch(pool_id, batch))
+                    if self._out_of_time():
+                        break
+            for pool_id, batch in pending.items():
+                await send.send(_Batch(pool_id, batch))
+
+    def _entry(self, row: RecipientRow) -> _Entry | None:
+        """The recipient to send for a valid row; for any other, its ledger line now."""
+        if row.verdict != "valid":
+            line = self._line(row.row, row.address, row.channel, row.pool, row.verdict)
+            if row.reason is not None:
+                line["reason"] = row.reason
+            if row.detail:
+                line["error"] = row.detail
+            self._settle(line)
+            return None
+        source = row.variables
+        variables = {name: source[name] for name in self._used if name in source}
+        if self._template.renders_per_row:
+            try:
+                # A render that fails for this row's values would make the API refuse the
+                # whole batch; it is the row's problem, settled here like the preview does.
+                self._template.render(variables)
+            except TemplateError as err:
+                line = self._line(row.row, row.address, row.channel, row.pool, "invalid")
+                line["reason"] = "render_error"
+                line["error"] = str(err)
+                self._settle(line)
+                return None
+        variables[ROW_VARIABLE] = str(row.row)
+        return _Entry(row.row, row.address, row.channel, variables)
+
+    def _line(self, row: int, address: str, channel: str, pool: str, status: str) -> dict[str, Any]:
+        return {
+            "type": "recipient",
+            "row": row,
+            "address": address,
+            "channel": channel,
+            "pool": self._pool_ids.get(pool, pool),
+            "status": status,
+            "at": now_text(),
+        }
+
+    def _settle(self, line: dict[str, Any]) -> None:
+        self.writer.write(line)
+        self.outcome.counts[line["status"]] += 1
+
+    # Workers
+
+    async def _work(self, receive: MemoryObjectReceiveStream[_Batch]) -> None:
+        async with receive:
+            async for batch in receive:
+                if self.stopping or self._out_of_time():
+                    self.outcome.work_left = True
+                    continue  # drain, so the reader is never left blocked on a full stream
+                await self._deliver(batch)
+
+    def _batch_id(self) -> str:
+        self._batches += 1
+        return f"{self._run_number}.{self._batches}"
+
+    def _release(self, batch_id: str, why: str) -> None:
+        self.writer.write({"type": "released", "batch": batch_id, "why": why, "at": now_text()})
+
+    async def _deliver(self, batch: _Batch) -> None:
+        """Send one batch until its recipients are settled (or the run stops)."""
+        pacer = self._pacers[batch.pool_id]
+        entries = batch.entries
+        attempts = 0
+        unreachable = 0
+        while True:
+            await pacer.wait_turn(len(entries))
+            if self.stopping:
+                self.outcome.work_left = True
+                return
+            attempts += 1
+            batch_id = self._batch_id()
+            self.writer.write(
+                {
+                    "type": "intent",
+                    "batch": batch_id,
+                    "pool": batch.pool_id,
+                    "rows": [entry.row for entry in entries],
+                    "at": now_text(),
+                }
+            )
+            await self.writer.durable()
+            self.outcome.requests += 1
+            try:
+                operation_id = await self.client.send(self._message_batch(batch))
+            except RateLimitedError as err:
+                self._release(batch_id, "429")
+                wait_s = err.retry_after_s if err.retry_after_s is not None else _DEFAULT_PAUSE_S
+                pacer.pause(wait_s)
+                log.warning(
+                    "campaign.pool_paused", pool=batch.pool_id, seconds=wait_s, batch=batch_id
+                )
+                continue
+            except RequestRejectedError as err:
+                self._release(batch_id, str(err.status or 400))
+                await self._isolate(batch, err, attempts)
+                return
+            except FatalError as err:
+                self._release(batch_id, str(err.status))
+                self._fatal = self._fatal or err
+                self.stop("fatal")
+                return
+            except UnreachableError as err:
+                self._release(batch_id, "unreachable")
+                if unreachable >= len(_UNREACHABLE_WAITS_S) or self.stopping:
+                    self._fatal = self._fatal or err
+                    self.stop("fatal")
+                    return
+                log.warning("campaign.api_unreachable", error=str(err), batch=batch_id)
+                await self._sleep(_UNREACHABLE_WAITS_S[unreachable])
+                unreachable += 1
+                continue
+            except AmbiguousError as err:
+                log.warning(
+                    "campaign.batch_in_doubt",
+                    batch=batch_id,
+                    recipients=len(entries),
+                    error=str(err),
+                )
+                self._settle_all(batch, "in_doubt", attempts, batch_id, err)
+                return
+            except anyio.get_cancelled_exc_class():
+                # Cancelled mid-request (second signal): the request may have gone out.
+                self._settle_all(batch, "in_doubt", attempts, batch_id, None)
+                raise
+            self._settle_all(batch, "accepted", attempts, batch_id, None, operation_id)
+            return
+
+    async def _isolate(self, batch: _Batch, err: RequestRejectedError, attempts: int) -> None:
+        """A refused batch: halves resent until the refused recipients are alone."""
+        entries = batch.entries
+        if len(entries) == 1:
+            self._settle_all(batch, "failed", attempts, None, err)
+            log.info("campaign.recipient_failed", row=entries[0].row, code=err.code)
+            return
+        middle = len(entries) // 2
+        log.info("campaign.batch_split", pool=batch.pool_id, recipients=len(entries), code=err.code)
+        for half in (entries[:middle], entries[middle:]):
+            await self._deliver(_Batch(batch.pool_id, half))
+
+    def _message_batch(self, batch: _Batch) -> MessageBatch:
+        return MessageBatch(
+            recipients=[Recipient(e.address, e.channel, e.variables) for e in batch.entries],
+            sender_pool_id=batch.pool_id,
+            text=self.spec.message.text,
+            tags=self._tags,
+        )
+
+    def _settle_all(
+        self,
+        batch: _Batch,
+        status: str,
+        attempts: int,
+        batch_id: str | None,
+        err: Exception | None,
+        operation_id: str | None = None,
+    ) -> None:
+        at = now_text()
+        extra: dict[str, Any] = {"attempts": attempts}
+        if batch_id is not None:
+            extra["batch"] = batch_id
+        if operation_id is not None:
+            extra["operation"] = operation_id
+        if err is not None:
+            status_code = getattr(err, "status", None)
+            if status_code is not None:
+                extra["http"] = status_code
+            code = getattr(err, "code", None)
+            if code is not None:
+                extra["code"] = code
+            extra["error"] = getattr(err, "api_message", None) or str(err)
+        elif status == "in_doubt":
+            extra["error"] = "the run was cancelled while the request was in flight"
+        write = self.writer.write
+        for entry in batch.entries:
+            write(
+                {
+                    "type": "recipient",
+                    "row": entry.row,
+                    "address": entry.address,
+                    "channel": entry.channel,
+                    "pool": batch.pool_id,
+                    "status": status,
+                    **extra,
+                    "at": at,
+                }
+            )
+        self.outcome.counts[status] += len(batch.entries)
+
+
+def pool_rates(spec: CampaignSpec) -> Iterator[tuple[str, float]]:
+    """(pool id, recipients/s) as the run paces them; inf means unpaced."""
+    seen: dict[str, float] = {}
+    for pool in spec.pools.values():
+        seen[pool.id] = min(seen.get(pool.id, math.inf), pool.rate_per_s)
+    yield from seen.items()

@@ -1,0 +1,329 @@
+"""The ledger: an append-only JSONL record of a campaign, and the state a run resumes from.
+
+One JSON object per line (orjson), the file created 0600::
+
+    {"type": "header", "version": 1, "campaign": "spring-sale", "spec_hash": "…",
+     "input": {"path": "…", "size": 123, "sha256": "…"}, "at": "…"}
+    {"type": "run", "run": 1, "spec_hash": "…", "at": "…"}
+    {"type": "intent", "batch": "1.7", "pool": "comms_senderpool_…", "rows": [18, 19], "at": "…"}
+    {"type": "recipient", "row": 18, "address": "+19143188062", "channel": "PHONE",
+     "pool": "comms_senderpool_…", "status": "accepted", "operation": "comms_operation_…",
+     "attempts": 1, "batch": "1.7", "at": "…"}
+    {"type": "released", "batch": "1.8", "why": "429", "at": "…"}
+
+A batch's *intent* is on disk (written and fsync'd) before its request goes out, so a
+crash can never leave a request the ledger does not know about. Its recipients' lines
+follow once the answer is known. A *released* intent is one whose request was certainly
+not processed (a 429, a 400, bad credentials, a refused connection): its rows are free to
+send again. Rows of an intent with neither a result nor a release are in doubt: the
+request may or may not have been processed.
+
+The last recipient line for a row is its state. `read_ledger` folds a ledger into a
+`LedgerState` in flat memory: a contiguous low watermark of settled rows plus the few
+settled rows above it (rows are settled roughly in file order), the rows of intents still
+open, and counts by state. A torn last line (a crash mid-write) is ignored, and cut off
+before anything new is appended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import orjson
+
+from campaign.exceptions import CampaignError
+
+__all__ = [
+    "SETTLED_STATES",
+    "InputFingerprint",
+    "LedgerError",
+    "LedgerState",
+    "LedgerWriter",
+    "fingerprint",
+    "now_text",
+    "read_ledger",
+]
+
+VERSION: Final = 1
+SETTLED_STATES: Final = ("accepted", "failed", "invalid", "duplicate", "suppressed", "in_doubt")
+_CHUNK: Final = 1 << 20
+_BUFFER_LIMIT: Final = 1 << 20  # result lines are handed to the OS at least every MiB
+
+
+class LedgerError(CampaignError):
+    """The ledger cannot be read, written or trusted; the message says which and what to do."""
+
+
+def now_text() -> str:
+    """The time stamp every ledger line carries: UTC, RFC 3339, milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class InputFingerprint:
+    """The recipients file as a run saw it: its size and the SHA-256 of its bytes."""
+
+    path: str
+    size: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+
+def fingerprint(path: Path, *, prefix_size: int | None = None) -> tuple[InputFingerprint, str]:
+    """The file's fingerprint, and the SHA-256 of its first `prefix_size` bytes.
+
+    The prefix hash tells an appended file (its old bytes unchanged) from an edited one.
+    """
+    whole = hashlib.sha256()
+    prefix_digest = ""
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            if prefix_size is not None and size <= prefix_size < size + len(chunk):
+                prefix = whole.copy()
+                prefix.update(chunk[: prefix_size - size])
+                prefix_digest = prefix.hexdigest()
+            whole.update(chunk)
+            size += len(chunk)
+    digest = whole.hexdigest()
+    if prefix_size is not None and prefix_size == size:
+        prefix_digest = digest
+    return InputFingerprint(str(path), size, digest), prefix_digest
+
+
+@dataclass(slots=True)
+class _OpenIntent:
+    pool: str
+    at: str
+    waiting: set[int]  # rows of the intent with no result line yet
+
+
+@dataclass(slots=True)
+class LedgerState:
+    """What a ledger says: who is settled, in which state, and which requests are open."""
+
+    header: dict[str, Any] | None = None
+    runs: int = 0
+    spec_hash: str | None = None  # of the latest run
+    counts: Counter[str] = field(default_factory=Counter)  # rows by their last state
+    in_doubt: dict[int, str] = field(default_factory=dict)  # row -> batch of its request
+    open_intents: dict[str, _OpenIntent] = field(default_factory=dict)
+    watermark: int = 0  # every row up to here is settled
+    above: set[int] = field(default_factory=set)  # settled rows above the watermark
+    valid_size: int = 0  # bytes of whole lines; a torn tail starts here
+    torn_tail: bool = False
+
+    def is_settled(self, row: int) -> bool:
+        return row <= self.watermark or row in self.above
+
+    @property
+    def settled(self) -> int:
+        return self.counts.total()
+
+    def _settle(self, row: int) -> bool:
+        """Mark `row` settled; False when it already was (a later state replaces the first)."""
+        if row <= self.watermark or row in self.above:
+            return False
+        if row == self.watermark + 1:
+            self.watermark = row
+            above = self.above
+            while self.watermark + 1 in above:
+                self.watermark += 1
+                above.discard(self.watermark)
+        else:
+            self.above.add(row)
+        return True
+
+    def record(self, line: dict[str, Any]) -> None:
+        """Fold one ledger line in (also used by the writer to keep a live state)."""
+        kind = line.get("type")
+        if kind == "recipient":
+            self._recipient(line)
+        elif kind == "intent":
+            rows = set(line["rows"])
+            self.open_intents[line["batch"]] = _OpenIntent(line["pool"], line["at"], rows)
+        elif kind == "released":
+            self.open_intents.pop(line["batch"], None)
+        elif kind == "run":
+            self.runs = max(self.runs, int(line["run"]))
+            self.spec_hash = line.get("spec_hash")
+        elif kind == "header":
+            self.header = line
+            self.spec_hash = line.get("spec_hash")
+
+    def _recipient(self, line: dict[str, Any]) -> None:
+        row: int = line["row"]
+        status: str = line["status"]
+        batch = line.get("batch")
+        if batch is not None:
+            intent = self.open_intents.get(batch)
+            if intent is not None:
+                intent.waiting.discard(row)
+                if not intent.waiting:
+                    del self.open_intents[batch]
+        if not self._settle(row):
+            # A row settled before changes state only out of in_doubt (reconciliation).
+            previous = "in_doubt" if row in self.in_doubt else None
+            if previous is None:
+                return
+            self.counts[previous] -= 1
+            del self.in_doubt[row]
+        self.counts[status] += 1
+        if status == "in_doubt":
+            self.in_doubt[row] = batch or ""
+
+    def orphaned_rows(self) -> Iterator[tuple[str, _OpenIntent, int]]:
+        """Rows of open intents that never got a line: their request's fate is unknown."""
+        for batch, intent in self.open_intents.items():
+            for row in sorted(intent.waiting):
+                yield batch, intent, row
+
+
+def read_ledger(path: Path) -> LedgerState:
+    """Fold the ledger at `path` into a `LedgerState`; a missing file is an empty ledger."""
+    state = LedgerState()
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return state
+    except OSError as err:
+        raise LedgerError(
+            f"{path}: cannot read the ledger: {err.strerror or err}; check its permissions"
+        ) from None
+    offset = 0
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                document = orjson.loads(line)
+                if not isinstance(document, dict):
+                    raise TypeError("not an object")
+                state.record(document)
+            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as err:
+                if not line.endswith(b"\n"):
+                    state.torn_tail = True  # a crash cut the last write short
+                    break
+                raise LedgerError(
+                    f"{path}: line {number} is not a ledger line ({err}); the ledger was "
+                    "edited or belongs to something else: move it away to start afresh"
+                ) from None
+            if not line.endswith(b"\n"):
+                state.torn_tail = True  # whole JSON but no newline: still re-written
+                break
+            offset += len(line)
+    state.valid_size = offset
+    if state.header is None and offset:
+        raise LedgerError(f"{path}: the ledger has no header line; move it away to start afresh")
+    return state
+
+
+class LedgerWriter:
+    """The one writer of a ledger: buffers lines, and makes intents durable in groups.
+
+    `write` only buffers (a result line need not be on disk before anything else happens);
+    `durable()` writes everything buffered and fsyncs once for every caller waiting at the
+    time, so many workers' intents share one fsync (group commit). Every line also goes
+    through `state.record`, so the writer's `state` is always the ledger's state.
+    """
+
+    def __init__(self, path: Path, state: LedgerState) -> None:
+        self.path = path
+        self.state = state
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._written_seq = 0  # lines handed to the OS
+        self._queued_seq = 0  # lines buffered so far
+        self._synced_seq = 0
+        self._sync_lock = anyio.Lock()
+        self._fd: int | None = None
+        self._broken: LedgerError | None = None
+
+    def open(self) -> None:
+        """Open for appending (created 0600); cut off a torn last line first."""
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if self.state.torn_tail:
+                os.ftruncate(self._fd, self.state.valid_size)
+                self.state.torn_tail = False
+        except OSError as err:
+            raise self._error("open", err) from None
+
+    def close(self) -> None:
+        """Write out what is buffered (no fsync: the OS has it) and close; idempotent."""
+        if self._fd is None:
+            return
+        try:
+            if self._broken is None:
+                self._write_buffer()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def _error(self, action: str, err: OSError) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: cannot {action} the ledger: {err.strerror or err}; free space or fix "
+            "its permissions, then run again: what is on disk is kept and the run resumes"
+        )
+
+    def write(self, line: dict[str, Any]) -> None:
+        """Buffer one line (and fold it into `state`)."""
+        if self._broken is not None:
+            raise self._broken
+        self.state.record(line)
+        data = orjson.dumps(line) + b"\n"
+        self._buffer.append(data)
+        self._buffered += len(data)
+        self._queued_seq += 1
+        if self._buffered >= _BUFFER_LIMIT:
+            self._write_buffer()
+
+    def write_many(self, lines: Iterable[dict[str, Any]]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def _write_buffer(self) -> None:
+        if not self._buffer or self._fd is None:
+            return
+        data = b"".join(self._buffer)
+        upto = self._queued_seq
+        self._buffer.clear()
+        self._buffered = 0
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as err:
+            self._broken = self._error("write", err)
+            raise self._broken from None
+        self._written_seq = upto
+
+    async def durable(self) -> None:
+        """Return once every line written so far is on disk (fsync'd)."""
+        if self._broken is not None:
+            raise self._broken
+        target = self._queued_seq
+        while self._synced_seq < target:
+            async with self._sync_lock:
+                if self._synced_seq >= target:
+                    break  # a sync that ran while this one waited covered it
+                self._write_buffer()
+                upto = self._written_seq
+                fd = self._fd
+                if fd is None:
+                    raise LedgerError(f"{self.path}: the ledger is closed")
+                try:
+                    await anyio.to_thread.run_sync(os.fsync, fd)
+                except OSError as err:
+                    self._broken = self._error("sync", err)
+                    raise self._broken from None
+                self._synced_seq = upto

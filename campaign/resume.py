@@ -1,0 +1,136 @@
+"""Picking up a campaign's ledger: check it belongs to this campaign and input, then open it.
+
+A new ledger gets its header (campaign, spec hash, the input's fingerprint). An existing
+one must name the same campaign, and its input must be the same file, or the same file
+with rows appended (its first `size` bytes hash the same): an edited or reordered file
+would give old row numbers to other people, so it is refused unless forced. A changed spec
+(rate, batch size, text...) is allowed with a warning: rows already sent stay sent.
+
+Each run then appends a `run` line, and rows of requests an earlier run left open (the
+process died between the intent and the answer) are marked `in_doubt` so that the
+ledger says so and the summary counts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from campaign.exceptions import CampaignError
+from campaign.ledger import (
+    VERSION,
+    InputFingerprint,
+    LedgerError,
+    LedgerState,
+    LedgerWriter,
+    fingerprint,
+    now_text,
+    read_ledger,
+)
+from campaign.spec import CampaignSpec
+
+__all__ = ["InputChangedError", "OpenedLedger", "open_ledger"]
+
+ORPHAN_ERROR = "no answer was recorded: the run that sent it stopped first"
+
+
+class InputChangedError(CampaignError):
+    """The recipients file is not the one the ledger's rows refer to."""
+
+
+@dataclass(slots=True)
+class OpenedLedger:
+    writer: LedgerWriter
+    run_number: int
+    notes: list[str] = field(default_factory=list)  # warnings for the person running it
+
+
+def check_ledger(
+    spec: CampaignSpec, state: LedgerState, path: Path, *, force: bool
+) -> tuple[InputFingerprint, list[str]]:
+    """The input's fingerprint and warnings; raises when the ledger is not this campaign's."""
+    header = state.header
+    notes: list[str] = []
+    if header is None:
+        current, _ = fingerprint(spec.recipients.path)
+        return current, notes
+    if header.get("campaign") != spec.name:
+        raise LedgerError(
+            f"{path}: this ledger belongs to campaign {header.get('campaign')!r}, not "
+            f"{spec.name!r}; give this campaign its own ledger ([ledger] path or --ledger)"
+        )
+    recorded = header.get("input") or {}
+    size = int(recorded.get("size", -1))
+    current, prefix_hash = fingerprint(spec.recipients.path, prefix_size=max(size, 0))
+    if current.sha256 != recorded.get("sha256"):
+        if current.size > size >= 0 and prefix_hash == recorded.get("sha256"):
+            notes.append(
+                f"{spec.recipients.path} has grown by {current.size - size:,} bytes since the "
+                "ledger began; the new rows will be sent"
+            )
+        elif force:
+            notes.append(
+                f"{spec.recipients.path} changed since the ledger began; going on (--force): "
+                "rows are matched by number, so an edited row is not sent again"
+            )
+        else:
+            raise InputChangedError(
+                f"{spec.recipients.path}: the recipients file changed since the ledger "
+                f"{path} began (rows edited, removed or reordered, not just appended), so its "
+                "row numbers may now mean other people; restore the file, start a new ledger "
+                "(--ledger), or pass --force to go on anyway"
+            )
+    if state.spec_hash is not None and state.spec_hash != spec.spec_hash:
+        notes.append(
+            "the campaign file changed since the last run (rate, batch, text, ...); rows "
+            "already settled keep their state"
+        )
+    return current, notes
+
+
+def open_ledger(
+    spec: CampaignSpec, path: Path, *, force: bool = False, state: LedgerState | None = None
+) -> OpenedLedger:
+    """Read, check and open the ledger at `path` for a new run of `spec`."""
+    state = state if state is not None else read_ledger(path)
+    current, notes = check_ledger(spec, state, path, force=force)
+    writer = LedgerWriter(path, state)
+    writer.open()
+    try:
+        if state.header is None:
+            writer.write(
+                {
+                    "type": "header",
+                    "version": VERSION,
+                    "campaign": spec.name,
+                    "spec_hash": spec.spec_hash,
+                    "input": current.to_json(),
+                    "at": now_text(),
+                }
+            )
+        run_number = state.runs + 1
+        writer.write(
+            {"type": "run", "run": run_number, "spec_hash": spec.spec_hash, "at": now_text()}
+        )
+        orphans = list(state.orphaned_rows())
+        for batch, intent, row in orphans:
+            writer.write(
+                {
+                    "type": "recipient",
+                    "row": row,
+                    "pool": intent.pool,
+                    "status": "in_doubt",
+                    "batch": batch,
+                    "error": ORPHAN_ERROR,
+                    "at": now_text(),
+                }
+            )
+        if orphans:
+            notes.append(
+                f"{len(orphans):,} recipients were in requests a previous run sent without "
+                "recording the answer: they are in_doubt, not sent again"
+            )
+    except BaseException:
+        writer.close()
+        raise
+    return OpenedLedger(writer, run_number, notes)
