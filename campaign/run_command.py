@@ -36,8 +36,10 @@ from campaign.emulator import Credentials as EmulatorCredentials
 from campaign.emulator import serve
 from campaign.engine import CampaignRun, RunLimits, RunOutcome
 from campaign.exceptions import (
+    AmbiguousError,
     CampaignError,
     CampaignFileError,
+    RateLimitedError,
     RecipientsFileError,
     RequestRejectedError,
     TemplateError,
@@ -164,8 +166,8 @@ class _Sending:
     async def main(self, emulator: bool, base_url: str | None) -> None:
         spec = self.spec
         async with _api(spec, emulator=emulator, base_url=base_url) as client:
-            for pool in {pool.id for pool in spec.pools.values()}:
-                await client.fetch_pool(pool)  # an unknown pool stops here, before any write
+            for pool in sorted({pool.id for pool in spec.pools.values()}):
+                await _check_pool(client, pool)
             opened = open_ledger(spec, self.ledger, force=self.force, state=self.state)
             for note in opened.notes:
                 warn(note)
@@ -192,6 +194,15 @@ class _Sending:
                 opened.writer.close()
             if error is not None:
                 raise error
+
+
+async def _check_pool(client: CommsClient, pool_id: str) -> None:
+    """Bad credentials or an unknown pool stop the run here, before the ledger is touched."""
+    try:
+        await client.fetch_pool(pool_id)
+    except (AmbiguousError, RateLimitedError) as exc:
+        # Server trouble now says nothing about the pool: the sends will find out.
+        log.warning("campaign.pool_check_skipped", pool=pool_id, error=str(exc))
 
 
 def _is_loopback(url: str | None) -> bool:

@@ -1,0 +1,389 @@
+"""`campaign run` end to end: the CLI, the engine and the ledger against the real emulator.
+
+The emulator runs on a loopback port in a background thread (`emulator_in_thread`); the
+command runs its own event loop through click's CliRunner, as a user's terminal would.
+What was sent is checked from the emulator's side (`/_emulator/stats`, `/_emulator/messages`)
+and from the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from api_fakes import CLI_ENV, emulator_in_thread
+from click.testing import CliRunner, Result
+
+from campaign import recipients as recipients_module
+from campaign.cli import cli
+from campaign.emulator import SAMPLE_POOL_ID, Faults, RunningEmulator
+
+SAMPLES = Path(__file__).parent.parent / "sample_campaigns"
+UNKNOWN_POOL = "comms_senderpool_01kdvdna0000000000000000zz"
+
+
+@pytest.fixture
+def emu() -> Iterator[RunningEmulator]:
+    with emulator_in_thread() as running:
+        yield running
+    structlog.reset_defaults()
+
+
+def inspect(emu: RunningEmulator, what: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{emu.root_url}/_emulator/{what}", timeout=10) as answer:  # noqa: S310 - loopback
+        document: dict[str, Any] = json.loads(answer.read())
+    return document
+
+
+def sent_rows(emu: RunningEmulator) -> Counter[int]:
+    """How many messages the emulator holds for each row tag."""
+    messages = inspect(emu, "messages")["messages"]
+    return Counter(int(message["tags"]["row"]) for message in messages)
+
+
+def ledger_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def final_states(path: Path) -> dict[int, str]:
+    states: dict[int, str] = {}
+    for line in ledger_lines(path):
+        if line["type"] == "recipient":
+            states[line["row"]] = line["status"]
+    return states
+
+
+def write_campaign(
+    folder: Path,
+    rows: list[str],
+    *,
+    header: str = "phone,first_name",
+    pool: str = SAMPLE_POOL_ID,
+    rate: float = 1_000_000,
+    batch_size: int = 10,
+    concurrency: int = 4,
+    text: str = "Hi {{ first_name | default: 'there' }}",
+    extra: str = "",
+) -> Path:
+    (folder / "people.csv").write_text("\n".join([header, *rows]) + "\n")
+    campaign = folder / "campaign.toml"
+    campaign.write_text(
+        f"""
+name = "test-run"
+[recipients]
+path = "people.csv"
+address = "phone"
+{extra}
+[sender]
+pool = "{pool}"
+[message]
+text = "{text}"
+[sending]
+rate_per_s = {rate}
+batch_size = {batch_size}
+concurrency = {concurrency}
+"""
+    )
+    return campaign
+
+
+def numbers(count: int, start: int = 0) -> list[str]:
+    return [f"+1206555{1000 + start + i:04d},Person{start + i}" for i in range(count)]
+
+
+def run(emu: RunningEmulator, campaign: Path, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli,
+        ["run", str(campaign), "--base-url", emu.base_url, "--yes", *args],
+        env=CLI_ENV,
+        catch_exceptions=False,
+    )
+
+
+def summary(result: Result) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+# The whole campaign
+
+
+def test_sample_campaign_sends_every_valid_recipient_exactly_once(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    for name in ("spring-sale.toml", "spring-sale.csv", "optouts.csv"):
+        shutil.copy(SAMPLES / name, tmp_path / name)
+    result = run(emu, tmp_path / "spring-sale.toml", "--json")
+    assert result.exit_code == 0, result.output
+    ledger = tmp_path / "spring-sale.ledger.jsonl"
+    states = final_states(ledger)
+    assert sorted(states) == list(range(1, 21))  # every row of the file has its line
+    accepted = {row for row, state in states.items() if state == "accepted"}
+    stats = inspect(emu, "stats")
+    assert stats["recipients_accepted"] == len(accepted) == 13
+    assert stats["duplicates"] == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(accepted, 1))
+    document = summary(result)
+    assert document["this_run"]["accepted"] == 13
+    assert document["ledger"]["settled"] == 20
+    assert stat.S_IMODE(os.stat(ledger).st_mode) == 0o600
+
+    again = run(emu, tmp_path / "spring-sale.toml", "--json")
+    assert again.exit_code == 0, again.output
+    assert inspect(emu, "stats")["recipients_accepted"] == 13  # nothing sent twice
+    assert summary(again)["requests"] == 0
+
+
+def test_recipients_carry_the_campaign_and_row_tags(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    campaign = write_campaign(
+        tmp_path, ["+12065551000,Ada,secret-note"], header="phone,first_name,note"
+    )
+    result = run(emu, campaign)
+    assert result.exit_code == 0, result.output
+    (message,) = inspect(emu, "messages")["messages"]
+    assert message["tags"] == {"campaign": "test-run", "row": "1"}
+    line = next(x for x in ledger_lines(tmp_path / "test-run.ledger.jsonl") if x.get("row") == 1)
+    assert line["status"] == "accepted"
+    assert line["operation"] == message["operationId"]
+    assert line["address"] == "+12065551000"
+    assert line["pool"] == SAMPLE_POOL_ID
+
+
+def test_max_recipients_stops_and_the_next_run_goes_on(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    rows = numbers(25)
+    rows.insert(10, "not-a-number,Nobody")
+    campaign = write_campaign(tmp_path, rows, batch_size=4)
+    first = run(emu, campaign, "--max-recipients", "7", "--json")
+    assert first.exit_code == 3, first.output
+    assert summary(first)["work_left"] is True
+    assert inspect(emu, "stats")["recipients_accepted"] == 7
+    runs = 1
+    while True:
+        result = run(emu, campaign, "--max-recipients", "7", "--json")
+        runs += 1
+        if result.exit_code == 0:
+            break
+        assert result.exit_code == 3, result.output
+        assert runs < 10
+    assert runs == 4  # 25 recipients, 7 at a time
+    states = final_states(tmp_path / "test-run.ledger.jsonl")
+    assert sorted(states) == list(range(1, 27))
+    assert Counter(states.values()) == {"accepted": 25, "invalid": 1}
+    assert sent_rows(emu) == Counter({row: 1 for row, s in states.items() if s == "accepted"})
+
+
+def test_a_stopped_run_resumes_to_the_same_ledger_as_an_unbroken_one(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    rows = [*numbers(30), "+12065551003,Again", "bad,Row"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    whole.mkdir()
+    parts.mkdir()
+    assert run(emu, write_campaign(whole, rows)).exit_code == 0
+    campaign = write_campaign(parts, rows)
+    assert run(emu, campaign, "--max-recipients", "11").exit_code == 3
+    assert run(emu, campaign).exit_code == 0
+    assert final_states(whole / "test-run.ledger.jsonl") == final_states(
+        parts / "test-run.ledger.jsonl"
+    )
+
+
+# What the API answers
+
+
+def test_a_refused_batch_is_split_until_only_the_bad_rows_fail(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Let two numbers the API will refuse through the local check, as a newer phonenumbers
+    # release on either side could.
+    real = recipients_module.normalise
+    slipped = {"+15550000001", "+15550000002"}
+    monkeypatch.setattr(
+        recipients_module,
+        "normalise",
+        lambda raw, region=None: raw if raw in slipped else real(raw, region),
+    )
+    rows = numbers(20)
+    rows[5] = "+15550000001,Bad1"
+    rows[17] = "+15550000002,Bad2"
+    campaign = write_campaign(tmp_path, rows, batch_size=10)
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    lines = ledger_lines(tmp_path / "test-run.ledger.jsonl")
+    failed = [x for x in lines if x.get("status") == "failed"]
+    assert sorted(x["row"] for x in failed) == [6, 18]
+    assert {x["code"] for x in failed} == {21614}
+    assert all(x["http"] == 400 and x["error"] for x in failed)
+    assert inspect(emu, "stats")["recipients_accepted"] == 18
+    assert sent_rows(emu) == Counter({row: 1 for row in range(1, 21) if row not in (6, 18)})
+    released = [x for x in lines if x["type"] == "released"]
+    assert released  # every refused request's intent is released, not left in doubt
+    assert summary(result)["ledger"]["by_state"]["in_doubt"] == 0
+
+
+def test_a_429_storm_slows_the_run_but_loses_nothing(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    emu.faults.configure(Faults(max_concurrent_requests=2, retry_after_s=0, latency_ms=(5, 10), seed=7))
+    campaign = write_campaign(tmp_path, numbers(60), batch_size=3, concurrency=8)
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    stats = inspect(emu, "stats")
+    assert stats["requests"]["POST /Messages"].get("429", 0) > 0  # the storm happened
+    assert stats["recipients_accepted"] == 60
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
+    assert Counter(final_states(tmp_path / "test-run.ledger.jsonl").values()) == {"accepted": 60}
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(error_rate=1.0, seed=1),
+        Faults(accept_then_fail_rate=1.0, seed=1),
+        Faults(drop_rate=1.0, seed=1),
+    ],
+    ids=["5xx", "accept-then-fail", "dropped"],
+)
+def test_ambiguous_answers_leave_rows_in_doubt_never_resent(
+    emu: RunningEmulator, tmp_path: Path, faults: Faults
+) -> None:
+    emu.faults.configure(faults)
+    campaign = write_campaign(tmp_path, numbers(8), batch_size=4)
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 4, result.output
+    assert summary(result)["ledger"]["by_state"]["in_doubt"] == 8
+    accepted_before = inspect(emu, "stats")["recipients_accepted"]
+    emu.faults.configure(Faults())
+    again = run(emu, campaign, "--json")
+    assert again.exit_code == 4, again.output
+    assert summary(again)["requests"] == 0  # in_doubt rows are not sent blindly
+    assert inspect(emu, "stats")["recipients_accepted"] == accepted_before
+    assert inspect(emu, "stats")["duplicates"] == 0
+
+
+def test_an_unknown_pool_stops_before_anything_is_written(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    campaign = write_campaign(tmp_path, numbers(3), pool=UNKNOWN_POOL)
+    result = run(emu, campaign)
+    assert result.exit_code == 1
+    assert "not found" in result.stderr
+    assert UNKNOWN_POOL in result.stderr
+    assert not (tmp_path / "test-run.ledger.jsonl").exists()
+    assert inspect(emu, "stats")["recipients_accepted"] == 0
+
+
+def test_bad_credentials_stop_the_run_and_mark_nobody(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    campaign = write_campaign(tmp_path, numbers(3))
+    result = CliRunner().invoke(
+        cli,
+        ["run", str(campaign), "--base-url", emu.base_url, "--yes"],
+        env={**CLI_ENV, "TWILIO_AUTH_TOKEN": "wrong-token"},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 1
+    assert "credentials" in result.stderr
+    assert "wrong-token" not in result.output
+    assert not (tmp_path / "test-run.ledger.jsonl").exists()
+
+
+# Input and ledger checks
+
+
+def test_an_edited_input_is_refused_unless_forced(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(5))
+    assert run(emu, campaign, "--max-recipients", "2").exit_code == 3
+    people = tmp_path / "people.csv"
+    people.write_text(people.read_text().replace("Person3", "Someone"))
+    refused = run(emu, campaign)
+    assert refused.exit_code == 2
+    assert "changed" in refused.stderr
+    assert "--force" in refused.stderr
+    assert inspect(emu, "stats")["recipients_accepted"] == 2
+    forced = run(emu, campaign, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert inspect(emu, "stats")["recipients_accepted"] == 5
+
+
+def test_an_appended_input_sends_the_new_rows(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(5))
+    assert run(emu, campaign).exit_code == 0
+    with (tmp_path / "people.csv").open("a") as people:
+        people.write("\n".join(numbers(3, start=5)) + "\n")
+    result = run(emu, campaign)
+    assert result.exit_code == 0, result.output
+    assert "grown" in result.stderr
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 9), 1))
+
+
+def test_dry_run_counts_rows_already_settled(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(10))
+    assert run(emu, campaign, "--max-recipients", "4").exit_code == 3
+    result = CliRunner().invoke(
+        cli, ["run", str(campaign), "--dry-run", "--json"], env=CLI_ENV, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["already_settled"] == 4
+    assert document["to_send"] == 6
+    assert inspect(emu, "stats")["recipients_accepted"] == 4
+
+
+def test_a_ledger_of_another_campaign_is_refused(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(2))
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    ledger.write_text(
+        json.dumps({"type": "header", "version": 1, "campaign": "other", "input": {}}) + "\n"
+    )
+    result = run(emu, campaign)
+    assert result.exit_code == 1
+    assert "belongs to campaign 'other'" in result.stderr
+
+
+def test_a_torn_last_line_is_cut_and_the_run_goes_on(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(6))
+    assert run(emu, campaign, "--max-recipients", "3").exit_code == 3
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    with ledger.open("ab") as handle:
+        handle.write(b'{"type": "recipient", "row": 4, "addr')  # a crash mid-write
+    result = run(emu, campaign)
+    assert result.exit_code == 0, result.output
+    assert all(line.endswith("}") for line in ledger.read_text().splitlines())
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 7), 1))
+
+
+def test_an_intent_without_an_answer_becomes_in_doubt(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    campaign = write_campaign(tmp_path, numbers(4), batch_size=2)
+    assert run(emu, campaign, "--max-recipients", "2").exit_code == 3
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    with ledger.open("a") as handle:  # a crash between the intent and the answer
+        handle.write(
+            json.dumps(
+                {"type": "intent", "batch": "9.1", "pool": SAMPLE_POOL_ID, "rows": [3], "at": "x"}
+            )
+            + "\n"
+        )
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 4, result.output
+    assert "in_doubt" in result.stderr
+    states = final_states(ledger)
+    assert states[3] == "in_doubt"
+    assert states[4] == "accepted"
+    assert sent_rows(emu) == Counter({1: 1, 2: 1, 4: 1})
