@@ -52,7 +52,7 @@ from campaign.exceptions import (
     TemplateError,
     UnreachableError,
 )
-from campaign.ledger import LedgerWriter, now_text
+from campaign.ledger import LedgerError, LedgerWriter, now_text
 from campaign.pacing import PoolPacer
 from campaign.recipients import RecipientRow, read_recipients
 from campaign.resources import MessageBatch, Recipient
@@ -177,9 +177,6 @@ class CampaignRun:
                 for _ in range(concurrency):
                     group.start_soon(self._work, receive.clone())
                 receive.close()
-        except* CampaignError as errors:
-            # The ledger failing, or the input unreadable: the first cause is the one to tell.
-            self._fatal = self._fatal or errors.exceptions[0]  # type: ignore[assignment]
         finally:
             self.outcome.duration_s = self._clock() - self._started_s
             self.outcome.stopped = self._stop_reason or self._limit_reached
@@ -193,7 +190,10 @@ class CampaignRun:
             if self.stopping:
                 scope.cancel()
             async with send:
-                await self._read_rows(send)
+                try:
+                    await self._read_rows(send)
+                except CampaignError as err:  # the input unreadable, or the ledger failing
+                    self._give_up(err)
         self._reader_scope = None
         if scope.cancelled_caught:
             self.outcome.work_left = True
@@ -299,14 +299,26 @@ class CampaignRun:
                 if self.stopping or self._out_of_time():
                     self.outcome.work_left = True
                     continue  # drain, so the reader is never left blocked on a full stream
-                await self._deliver(batch)
+                try:
+                    await self._deliver(batch)
+                except CampaignError as err:  # the ledger failing: nothing more can be recorded
+                    self._give_up(err)
+
+    def _give_up(self, err: CampaignError) -> None:
+        """A run-level failure: remember the first, and take no new work."""
+        self._fatal = self._fatal or err
+        self.stop("fatal")
 
     def _batch_id(self) -> str:
         self._batches += 1
         return f"{self._run_number}.{self._batches}"
 
     def _release(self, batch_id: str, why: str) -> None:
-        self.writer.write({"type": "released", "batch": batch_id, "why": why, "at": now_text()})
+        self.writer.write(self._release_line(batch_id, why))
+
+    @staticmethod
+    def _release_line(batch_id: str, why: str) -> dict[str, Any]:
+        return {"type": "released", "batch": batch_id, "why": why, "at": now_text()}
 
     async def _deliver(self, batch: _Batch) -> None:
         """Send one batch until its recipients are settled (or the run stops)."""
@@ -330,7 +342,13 @@ class CampaignRun:
                     "at": now_text(),
                 }
             )
-            await self.writer.durable()
+            try:
+                await self.writer.durable()
+            except LedgerError:
+                # The intent may be on disk, but its request will never go out: say so if
+                # the disk still takes a line, so the next run need not doubt these rows.
+                self.writer.salvage(self._release_line(batch_id, "ledger"))
+                raise
             self.outcome.requests += 1
             try:
                 operation_id = await self.client.send(self._message_batch(batch))
@@ -348,14 +366,12 @@ class CampaignRun:
                 return
             except FatalError as err:
                 self._release(batch_id, str(err.status))
-                self._fatal = self._fatal or err
-                self.stop("fatal")
+                self._give_up(err)
                 return
             except UnreachableError as err:
                 self._release(batch_id, "unreachable")
                 if unreachable >= len(_UNREACHABLE_WAITS_S) or self.stopping:
-                    self._fatal = self._fatal or err
-                    self.stop("fatal")
+                    self._give_up(err)
                     return
                 log.warning("campaign.api_unreachable", error=str(err), batch=batch_id)
                 await self._sleep(_UNREACHABLE_WAITS_S[unreachable])

@@ -258,15 +258,25 @@ class LedgerWriter:
             raise self._error("open", err) from None
 
     def close(self) -> None:
-        """Write out what is buffered (no fsync: the OS has it) and close; idempotent."""
+        """Write out what is buffered (no fsync: the OS has it) and close; idempotent.
+
+        After a failed write or sync it still tries once: the lines that record what the
+        API already took are worth saving if the disk has room again.
+        """
         if self._fd is None:
             return
         try:
+            self._write_buffer()
+        except LedgerError:
             if self._broken is None:
-                self._write_buffer()
+                raise
         finally:
             os.close(self._fd)
             self._fd = None
+
+    def salvage(self, line: dict[str, Any]) -> None:
+        """Buffer a line even after a failure, for `close()` to try: the last words."""
+        self._buffer.append(orjson.dumps(line) + b"\n")
 
     def _error(self, action: str, err: OSError) -> LedgerError:
         return LedgerError(
@@ -303,6 +313,7 @@ class LedgerWriter:
                 written = os.write(self._fd, view)
                 view = view[written:]
         except OSError as err:
+            self._buffer.append(bytes(view))  # kept for one last try at close()
             self._broken = self._error("write", err)
             raise self._broken from None
         self._written_seq = upto
@@ -316,6 +327,8 @@ class LedgerWriter:
             async with self._sync_lock:
                 if self._synced_seq >= target:
                     break  # a sync that ran while this one waited covered it
+                if self._broken is not None:
+                    raise self._broken  # the sync this one waited on failed
                 self._write_buffer()
                 upto = self._written_seq
                 fd = self._fd

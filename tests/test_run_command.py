@@ -8,24 +8,33 @@ and from the ledger.
 
 from __future__ import annotations
 
+import bisect
+import errno
+import functools
 import json
 import os
 import shutil
 import stat
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 from api_fakes import CLI_ENV, emulator_in_thread
 from click.testing import CliRunner, Result
 
+from campaign import ledger as ledger_module
 from campaign import recipients as recipients_module
+from campaign import run_command as run_command_module
 from campaign.cli import cli
-from campaign.emulator import SAMPLE_POOL_ID, Faults, RunningEmulator
+from campaign.emulator import SAMPLE_POOL_ID, Clock, Faults, RunningEmulator
+from campaign.engine import CampaignRun
 
 SAMPLES = Path(__file__).parent.parent / "sample_campaigns"
 UNKNOWN_POOL = "comms_senderpool_01kdvdna0000000000000000zz"
@@ -387,3 +396,85 @@ def test_an_intent_without_an_answer_becomes_in_doubt(
     assert states[3] == "in_doubt"
     assert states[4] == "accepted"
     assert sent_rows(emu) == Counter({1: 1, 2: 1, 4: 1})
+
+
+# Pacing, measured on the emulator's clock
+
+
+SPEED = 10.0  # both clocks run ten times faster than real time
+
+
+class FastTime:
+    """A clock shared by the sender's pacer and the emulator, SPEED times real time."""
+
+    def __init__(self) -> None:
+        self.start_mono = time.monotonic()
+        self.start_wall = time.time()
+
+    def monotonic(self) -> float:
+        return self.start_mono + (time.monotonic() - self.start_mono) * SPEED
+
+    def wall(self) -> float:
+        return self.start_wall + (time.monotonic() - self.start_mono) * SPEED
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds / SPEED)
+
+
+def test_pacing_holds_the_pool_rate_on_the_emulator_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = FastTime()
+    rate, batch = 30, 5
+    monkeypatch.setattr(
+        run_command_module,
+        "CampaignRun",
+        functools.partial(CampaignRun, clock=fast.monotonic, sleep=fast.sleep),
+    )
+    clock = Clock(monotonic=fast.monotonic, wall=fast.wall)
+    with emulator_in_thread(clock=clock) as emu:
+        campaign = write_campaign(
+            tmp_path, numbers(300), rate=rate, batch_size=batch, concurrency=4
+        )
+        result = run(emu, campaign)
+        assert result.exit_code == 0, result.output
+        operations = sorted(
+            (datetime.fromisoformat(op["createdAt"]).timestamp(), 1)
+            for op in inspect(emu, "messages")["messages"]
+        )
+    structlog.reset_defaults()
+    starts = [at for at, _ in operations]
+    assert len(starts) == 300
+    # Over any one second the pool receives at most its rate plus one batch...
+    for index, start in enumerate(starts):
+        in_window = bisect.bisect_left(starts, start + 1.0) - index
+        assert in_window <= rate + batch, (start, in_window)
+    # ...and over the run, its rate: 295 recipients after the first batch, at 30/s.
+    span = starts[-1] - starts[0]
+    assert (300 - batch) / span == pytest.approx(rate, rel=0.01)
+
+
+def test_a_ledger_that_cannot_be_written_stops_the_run_before_its_next_request(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign = write_campaign(tmp_path, numbers(40), batch_size=5, concurrency=1)
+    syncs = 0
+    real_fsync = os.fsync
+
+    def fsync_until_the_disk_fills(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        if syncs > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(ledger_module.os, "fsync", fsync_until_the_disk_fills)
+    result = run(emu, campaign)
+    assert result.exit_code == 1, result.output
+    assert "No space left on device" in result.stderr
+    assert "cannot sync the ledger" in result.stderr
+    # Three intents reached the disk, so three requests went out; none after.
+    assert inspect(emu, "stats")["recipients_accepted"] == 15
+    monkeypatch.setattr(ledger_module.os, "fsync", real_fsync)
+    assert run(emu, campaign).exit_code == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 41), 1))
