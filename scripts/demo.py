@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The demo behind scripts/demo: an emulator subprocess, then the commands a user would run.
+"""The demo behind scripts/demo: a campaign sent to the built-in emulator, then the same
+commands against an emulator subprocess, as a user would run them.
 
 Bounded: the emulator is stopped by its PID when the demo ends, whatever happens.
 """
@@ -9,9 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -45,9 +48,11 @@ def call(method: str, url: str, body: object | None = None) -> object:
         return json.loads(response.read() or b"null")
 
 
-def run(command: list[str], env: dict[str, str]) -> None:
-    print(f"\n$ {' '.join(command[2:])}", flush=True)
-    subprocess.run(command, env=env, check=True, timeout=60)
+def run(command: list[str], env: dict[str, str], codes: tuple[int, ...] = (0,)) -> None:
+    print(f"\n$ campaign {' '.join(command[3:])}", flush=True)
+    done = subprocess.run(command, env=env, check=False, timeout=120)
+    if done.returncode not in codes:
+        raise SystemExit(f"exit code {done.returncode}, expected {codes}")
 
 
 def main() -> None:
@@ -69,23 +74,37 @@ def main() -> None:
         wait_until_up(root, 15)
         run([*campaign, "senders", "list", "--status", "ACTIVATED"], cli_env)
         run([*campaign, "pools", "show", SAMPLE_POOL_ID], cli_env)
-        message = {
-            "from": {"senderPoolId": SAMPLE_POOL_ID},
-            "to": [
-                {"address": "+19143188062", "channel": "PHONE", "variables": {"first_name": "Ada"}}
-            ],
-            "content": {
-                "text": "Hi {{ first_name | default: 'there' }}, this is the campaign demo."
-            },
-            "tags": {"campaign": "demo", "row": "1"},
-        }
-        # Until `campaign run` exists (issue #5), the one message goes out as a raw API call.
-        print("\n$ POST /Messages  (one recipient, through the sample pool)")
-        accepted = call("POST", f"{base}/Messages", message)
-        print(f"  accepted: {accepted}")
-        time.sleep(0.5)  # 25 emulated seconds at --speed 50: enough to be delivered
-        operation = call("GET", accepted["operationLocation"])  # type: ignore[index]
-        print(f"  operation: {operation}")
+        ledgers = tempfile.mkdtemp(prefix="campaign-demo-")
+        try:
+            # The README's first command: a sample campaign on an emulator started in-process.
+            run(
+                [
+                    *campaign,
+                    "run",
+                    "sample_campaigns/spring-sale.toml",
+                    "--emulator",
+                    "--ledger",
+                    f"{ledgers}/spring-sale.ledger.jsonl",
+                ],
+                env,
+                codes=(0,),
+            )
+            # The JSONL sample against the emulator subprocess, in two cron-sized steps.
+            multichannel = [
+                *campaign,
+                "run",
+                "sample_campaigns/multichannel.toml",
+                "--base-url",
+                base,
+                "--ledger",
+                f"{ledgers}/multichannel.ledger.jsonl",
+            ]
+            run([*multichannel, "--max-recipients", "5"], cli_env, codes=(3,))
+            run(multichannel, cli_env, codes=(0,))
+            stats = call("GET", f"{root}/_emulator/stats")
+            print(f"\n  the emulator accepted {stats['recipients_accepted']} recipients")  # type: ignore[index]
+        finally:
+            shutil.rmtree(ledgers, ignore_errors=True)
     finally:
         server.terminate()
         server.wait(timeout=10)
