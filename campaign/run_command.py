@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ import anyio
 import click
 import structlog
 import yarl
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from campaign.client import CommsClient
 from campaign.console import (
@@ -121,17 +124,21 @@ def run_command(
         fail(str(exc), ExitCode.USAGE)
     except LedgerError as exc:
         fail(str(exc), ExitCode.FAILED)
+    expected: int | None = None
     target = "the built-in emulator" if emulator else (base_url or spec.api_base_url)
     if not (yes or emulator or _is_loopback(base_url or spec.api_base_url)) and _interactive():
         try:
-            show_preview(preview_campaign(spec, samples=1, is_settled=state.is_settled))
+            report = preview_campaign(spec, samples=1, is_settled=state.is_settled)
         except RecipientsFileError as exc:
             fail(str(exc), ExitCode.USAGE)
+        show_preview(report)
+        expected = report.to_send
         if not click.confirm(f"Send campaign {spec.name} to {target or 'the API'}?"):
             fail("nothing sent", ExitCode.STOPPED)
     _configure_logging()
     limits = RunLimits(max_recipients=max_recipients, max_duration_s=max_duration)
     sending = _Sending(spec, ledger, state, limits, force=force, grace_s=grace_s)
+    sending.expected = expected
     try:
         anyio.run(sending.main, emulator, base_url)
     except (InputChangedError, RecipientsFileError) as exc:
@@ -162,6 +169,7 @@ class _Sending:
         self.spec, self.ledger, self.state, self.limits = spec, ledger, state, limits
         self.force, self.grace_s = force, grace_s
         self.run: CampaignRun | None = None
+        self.expected: int | None = None  # recipients to send, when a preview counted them
 
     async def main(self, emulator: bool, base_url: str | None) -> None:
         spec = self.spec
@@ -184,6 +192,8 @@ class _Sending:
             try:
                 async with anyio.create_task_group() as group:
                     group.start_soon(_stop_on_signals, run, self.grace_s, group.cancel_scope)
+                    if sys.stderr.isatty():
+                        group.start_soon(_show_progress, run, self.expected)
                     try:
                         await run.run()
                     except CampaignError as exc:
@@ -237,6 +247,33 @@ async def _api(
             max_connections=concurrency,
         ) as client:
             yield client
+
+
+async def _show_progress(run: CampaignRun, expected: int | None) -> None:
+    """A progress bar on a terminal: sent, failed, in doubt, rate and (when known) ETA."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[states]}"),
+        TextColumn("{task.fields[rate]}/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(run.spec.name, total=expected, states="", rate="0")
+        started = time.monotonic()
+        while True:
+            counts = run.outcome.counts
+            sent = counts["accepted"] + counts["failed"] + counts["in_doubt"]
+            elapsed = max(time.monotonic() - started, 1e-9)
+            progress.update(
+                task,
+                completed=sent,
+                states=f"sent {counts['accepted']:,}  failed {counts['failed']:,}  "
+                f"in doubt {counts['in_doubt']:,}",
+                rate=f"{counts['accepted'] / elapsed:,.0f}",
+            )
+            await anyio.sleep(0.25)
 
 
 async def _stop_on_signals(run: CampaignRun, grace_s: float, scope: anyio.CancelScope) -> None:
