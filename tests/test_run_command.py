@@ -14,7 +14,10 @@ import functools
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -478,3 +481,39 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_before_its_next_request(
     monkeypatch.setattr(ledger_module.os, "fsync", real_fsync)
     assert run(emu, campaign).exit_code == 0
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 41), 1))
+
+
+# Signals, in a real process
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_the_next_run_goes_on(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    campaign = write_campaign(tmp_path, numbers(80), rate=40, batch_size=2, concurrency=2)
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "CAMPAIGN_"))}
+    env.update({k: v for k, v in CLI_ENV.items() if v is not None})
+    command = [sys.executable, "-m", "campaign", "run", str(campaign), "--base-url", emu.base_url]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603 - our own CLI
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until a few batches are through
+            if ledger.exists() and ledger.read_text().count('"accepted"') >= 6:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 3, err
+    assert b"SIGTERM" in err
+    lines = ledger_lines(ledger)
+    intents = {x["batch"] for x in lines if x["type"] == "intent"}
+    answered = {x.get("batch") for x in lines if x["type"] in ("recipient", "released")}
+    assert intents <= answered  # nothing left in flight: every request's answer is recorded
+    sent_before = inspect(emu, "stats")["recipients_accepted"]
+    assert 6 <= sent_before < 80
+    assert run(emu, campaign).exit_code == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 81), 1))
