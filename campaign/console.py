@@ -65,6 +65,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad input: options, arguments, files, or a request the API rejected as invalid
     STOPPED = 3  # `run` stopped early (limits, a signal) with work left: run it again
     IN_DOUBT = 4  # `run` read everything, but some recipients are in_doubt
+    BUSY = 5  # `run`: another run holds the campaign's ledger; nothing was done
 
 
 def _check_base_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -27,6 +27,7 @@ before anything new is appended.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from collections import Counter
@@ -44,7 +45,9 @@ from campaign.exceptions import CampaignError
 __all__ = [
     "SETTLED_STATES",
     "InputFingerprint",
+    "LedgerBusyError",
     "LedgerError",
+    "LedgerLock",
     "LedgerState",
     "LedgerWriter",
     "fingerprint",
@@ -60,6 +63,51 @@ _BUFFER_LIMIT: Final = 1 << 20  # result lines are handed to the OS at least eve
 
 class LedgerError(CampaignError):
     """The ledger cannot be read, written or trusted; the message says which and what to do."""
+
+
+class LedgerBusyError(LedgerError):
+    """Another process is running this campaign on this ledger right now."""
+
+
+class LedgerLock:
+    """One run per ledger: an exclusive `flock` on `<ledger>.lock`, held for the whole run.
+
+    The kernel drops the lock when its process ends, however it ends (even SIGKILL), so a
+    lock file left behind never blocks anyone: it is stale-safe by construction. The file
+    holds the owner's pid, for the message a second run prints.
+    """
+
+    def __init__(self, ledger: Path) -> None:
+        self.path = ledger.with_name(ledger.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise LedgerError(
+                f"{self.path}: cannot create the ledger's lock file: {err.strerror or err}; "
+                "check the folder's permissions"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LedgerBusyError(
+                f"{self.path.with_suffix('')}: another run of this campaign (pid {owner}) is "
+                "using this ledger; nothing was sent. Let it finish, or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Unlock; the file stays (unlinking it could race with a run taking it)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def now_text() -> str:

@@ -47,7 +47,14 @@ from campaign.exceptions import (
     RequestRejectedError,
     TemplateError,
 )
-from campaign.ledger import SETTLED_STATES, LedgerError, LedgerState, read_ledger
+from campaign.ledger import (
+    SETTLED_STATES,
+    LedgerBusyError,
+    LedgerError,
+    LedgerLock,
+    LedgerState,
+    read_ledger,
+)
 from campaign.preview import preview_campaign
 from campaign.preview_command import show_preview
 from campaign.resume import InputChangedError, check_ledger, open_ledger
@@ -113,63 +120,82 @@ def run_command(
     except (CampaignFileError, TemplateError) as exc:
         fail(str(exc), ExitCode.USAGE)
     ledger = (ledger_path or spec.ledger_path).expanduser().resolve()
-    try:
-        state = read_ledger(ledger)
-        if dry_run:
-            report = preview_campaign(spec, samples=samples, is_settled=state.is_settled)
-            emit_json(report.to_json()) if as_json else show_preview(report)
-            return
-        check_ledger(spec, state, ledger, force=force)  # refuse before asking anything
-    except (RecipientsFileError, InputChangedError) as exc:
-        fail(str(exc), ExitCode.USAGE)
-    except LedgerError as exc:
-        fail(str(exc), ExitCode.FAILED)
-    expected: int | None = None
-    target = "the built-in emulator" if emulator else (base_url or spec.api_base_url)
-    if not (yes or emulator or _is_loopback(base_url or spec.api_base_url)) and _interactive():
+    if dry_run:
         try:
-            report = preview_campaign(spec, samples=1, is_settled=state.is_settled)
+            state = read_ledger(ledger)
+            report = preview_campaign(spec, samples=samples, is_settled=state.is_settled)
         except RecipientsFileError as exc:
             fail(str(exc), ExitCode.USAGE)
-        show_preview(report)
-        expected = report.to_send
-        if not click.confirm(f"Send campaign {spec.name} to {target or 'the API'}?"):
-            fail("nothing sent", ExitCode.STOPPED)
-    _configure_logging()
-    limits = RunLimits(max_recipients=max_recipients, max_duration_s=max_duration)
-    sending = _Sending(spec, ledger, state, limits, force=force, grace_s=grace_s)
-    sending.expected = expected
+        except LedgerError as exc:
+            fail(str(exc), ExitCode.FAILED)
+        emit_json(report.to_json()) if as_json else show_preview(report)
+        return
+    lock = LedgerLock(ledger)
     try:
-        anyio.run(sending.main, emulator, base_url)
-    except (InputChangedError, RecipientsFileError) as exc:
-        fail(str(exc), ExitCode.USAGE)
-    except CampaignError as exc:
-        if sending.run is not None:
-            _summarise(spec, ledger, sending.run.outcome, state, as_json=as_json, error=exc)
-        code = ExitCode.USAGE if isinstance(exc, RequestRejectedError) else ExitCode.FAILED
-        fail(describe_error(exc, not_found_hint="Check the pool ids in the campaign file."), code)
-    if sending.run is None:
-        fail("the run did not start", ExitCode.FAILED)
-    sys.exit(int(_summarise(spec, ledger, sending.run.outcome, state, as_json=as_json)))
+        lock.acquire()  # before reading: no other run may write between our read and ours
+    except LedgerBusyError as exc:
+        fail(str(exc), ExitCode.BUSY)
+    except LedgerError as exc:
+        fail(str(exc), ExitCode.FAILED)
+    try:
+        limits = RunLimits(max_recipients=max_recipients, max_duration_s=max_duration)
+        sending = _Sending(spec, ledger, limits, force=force, grace_s=grace_s)
+        code = sending.start(emulator=emulator, base_url=base_url, yes=yes, as_json=as_json)
+    finally:
+        lock.release()
+    sys.exit(int(code))
 
 
 class _Sending:
     """The asynchronous half of `run`: the API, the ledger opened for writing, the engine."""
 
     def __init__(
-        self,
-        spec: CampaignSpec,
-        ledger: Path,
-        state: LedgerState,
-        limits: RunLimits,
-        *,
-        force: bool,
-        grace_s: float,
+        self, spec: CampaignSpec, ledger: Path, limits: RunLimits, *, force: bool, grace_s: float
     ) -> None:
-        self.spec, self.ledger, self.state, self.limits = spec, ledger, state, limits
+        self.spec, self.ledger, self.limits = spec, ledger, limits
+        self.state = LedgerState()
         self.force, self.grace_s = force, grace_s
         self.run: CampaignRun | None = None
         self.expected: int | None = None  # recipients to send, when a preview counted them
+
+    def start(self, *, emulator: bool, base_url: str | None, yes: bool, as_json: bool) -> ExitCode:
+        """Check the ledger, ask when a person should, send; the exit code (or exit now)."""
+        spec, ledger = self.spec, self.ledger
+        try:
+            self.state = read_ledger(ledger)
+            check_ledger(spec, self.state, ledger, force=self.force)  # refuse before asking
+        except (RecipientsFileError, InputChangedError) as exc:
+            fail(str(exc), ExitCode.USAGE)
+        except LedgerError as exc:
+            fail(str(exc), ExitCode.FAILED)
+        url = base_url or spec.api_base_url
+        if not (yes or emulator or _is_loopback(url)) and _interactive():
+            self._confirm(url)
+        _configure_logging()
+        try:
+            anyio.run(self.main, emulator, base_url)
+        except (InputChangedError, RecipientsFileError) as exc:
+            fail(str(exc), ExitCode.USAGE)
+        except CampaignError as exc:
+            if self.run is not None:
+                _summarise(spec, ledger, self.run.outcome, self.state, as_json=as_json, error=exc)
+            code = ExitCode.USAGE if isinstance(exc, RequestRejectedError) else ExitCode.FAILED
+            hint = "Check the pool ids in the campaign file."
+            fail(describe_error(exc, not_found_hint=hint), code)
+        if self.run is None:
+            fail("the run did not start", ExitCode.FAILED)
+        return _summarise(spec, ledger, self.run.outcome, self.state, as_json=as_json)
+
+    def _confirm(self, url: str | None) -> None:
+        """On a terminal, before real sending: the preview, then a question."""
+        try:
+            report = preview_campaign(self.spec, samples=1, is_settled=self.state.is_settled)
+        except RecipientsFileError as exc:
+            fail(str(exc), ExitCode.USAGE)
+        show_preview(report)
+        self.expected = report.to_send
+        if not click.confirm(f"Send campaign {self.spec.name} to {url or 'the API'}?"):
+            fail("nothing sent", ExitCode.STOPPED)
 
     async def main(self, emulator: bool, base_url: str | None) -> None:
         spec = self.spec

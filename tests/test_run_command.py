@@ -38,6 +38,7 @@ from campaign import run_command as run_command_module
 from campaign.cli import cli
 from campaign.emulator import SAMPLE_POOL_ID, Clock, Faults, RunningEmulator
 from campaign.engine import CampaignRun
+from campaign.ledger import LedgerLock
 
 SAMPLES = Path(__file__).parent.parent / "sample_campaigns"
 UNKNOWN_POOL = "comms_senderpool_01kdvdna0000000000000000zz"
@@ -517,3 +518,43 @@ def test_sigterm_lets_requests_in_flight_finish_and_the_next_run_goes_on(
     assert 6 <= sent_before < 80
     assert run(emu, campaign).exit_code == 0
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 81), 1))
+
+
+# One run per ledger
+
+
+def test_a_second_run_on_a_ledger_in_use_exits_at_once_sending_nothing(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    campaign = write_campaign(tmp_path, numbers(5))
+    holder = LedgerLock(tmp_path / "test-run.ledger.jsonl")
+    holder.acquire()  # as a first run would, in this process
+    try:
+        result = run(emu, campaign)
+    finally:
+        holder.release()
+    assert result.exit_code == 5
+    assert "another run of this campaign" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr
+    assert inspect(emu, "stats")["recipients_accepted"] == 0
+    assert not (tmp_path / "test-run.ledger.jsonl").exists()
+    # A lock file left behind by a run that ended (even by SIGKILL) holds nobody up.
+    assert (tmp_path / "test-run.ledger.jsonl.lock").exists()
+    assert run(emu, campaign).exit_code == 0
+    assert inspect(emu, "stats")["recipients_accepted"] == 5
+
+
+def test_two_runs_started_at_once_send_everyone_once(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(60), rate=200, batch_size=5, concurrency=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "CAMPAIGN_"))}
+    env.update({k: v for k, v in CLI_ENV.items() if v is not None})
+    command = [sys.executable, "-m", "campaign", "run", str(campaign), "--base-url", emu.base_url]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603 - our own CLI
+        for _ in range(2)
+    ]
+    codes = sorted(process.wait(timeout=60) for process in processes)
+    for process in processes:
+        process.communicate()
+    assert codes in ([0, 5], [0, 0])  # 0, 0 only if the first finished before the second began
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
