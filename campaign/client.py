@@ -347,10 +347,14 @@ class CommsClient:
 
     # Messages
 
-    async def send(self, batch: MessageBatch) -> str:
-        """POST /Messages; the operation id. Only a 429 is retried: anything else may have sent."""
+    async def send(
+        self, batch: MessageBatch, *, retryable: Retryable = Retryable.RATE_LIMITS
+    ) -> str:
+        """POST /Messages; the operation id. Only a 429 is retried: anything else may have sent.
+
+        `retryable=Retryable.NEVER` leaves even a 429 to the caller."""
         url = self.url("Messages")
-        response = await self.request("POST", url, json=batch.to_json())
+        response = await self.request("POST", url, json=batch.to_json(), retryable=retryable)
         return self._operation_id(response, "POST", url)
 
     async def list_messages(

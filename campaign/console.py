@@ -47,6 +47,7 @@ __all__ = [
     "fail",
     "id_argument",
     "json_option",
+    "request_timeout_option",
     "run_api",
     "say",
     "tags_text",
@@ -83,6 +84,16 @@ def base_url_option(command: F) -> F:
         metavar="URL",
         callback=_check_base_url,
         help=f"API base URL [default: ${BASE_URL_VARIABLE}, else {DEFAULT_BASE_URL}].",
+    )(command)
+
+
+def request_timeout_option(command: F) -> F:
+    return click.option(
+        "--request-timeout-s",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="How long to wait for the API to answer a request.",
     )(command)
 
 

@@ -55,7 +55,9 @@ from campaign.exceptions import (
 from campaign.ledger import LedgerError, LedgerWriter, now_text
 from campaign.pacing import PoolPacer
 from campaign.recipients import RecipientRow, read_recipients
+from campaign.reconcile import Reconciliation, reconcile
 from campaign.resources import MessageBatch, Recipient
+from campaign.retries import Retryable
 from campaign.spec import CampaignSpec
 from campaign.templating import ROW_TAG_TEMPLATE, ROW_VARIABLE, MessageTemplate
 
@@ -66,6 +68,7 @@ log = structlog.get_logger("campaign")
 _DEFAULT_PAUSE_S: Final = 1.0  # a 429 without Retry-After
 _UNREACHABLE_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0, 8.0)  # then the run stops
 _YIELD_EVERY: Final = 1024  # rows read between chances for other tasks to run
+MAX_PASSES: Final = 3  # passes over the input in one run (reconciled rows are resent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class RunOutcome:
     work_left: bool = False  # rows that can still be sent were left for the next run
     duration_s: float = 0.0
     rows_read: int = 0
+    reconciled: list[Reconciliation] = field(default_factory=list)
 
 
 class _Entry(NamedTuple):
@@ -106,6 +110,8 @@ class CampaignRun:
 
     `clock` and `sleep` drive pacing and back-offs (tests give them another clock);
     `stop(reason)` asks for a clean stop: no new batches, in-flight requests finish.
+    `settle_s` is how long a request may still be in the API's hands after its intent
+    (the client's timeout and a margin): reconciliation waits that long before listing.
     """
 
     def __init__(
@@ -116,6 +122,8 @@ class CampaignRun:
         *,
         run_number: int,
         limits: RunLimits | None = None,
+        settle_s: float = 35.0,
+        resend_in_doubt: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
@@ -124,7 +132,10 @@ class CampaignRun:
         self.writer = writer
         self.limits = limits or RunLimits()
         self.outcome = RunOutcome()
+        self.settle_s = settle_s
+        self.resend_in_doubt = resend_in_doubt
         self._run_number = run_number
+        self._taken = 0  # recipients handed to workers, for --max-recipients
         self._batches = 0
         self._clock = clock
         self._sleep = sleep
@@ -167,22 +178,59 @@ class CampaignRun:
     # The run
 
     async def run(self) -> RunOutcome:
-        """Send everything not yet settled; raises the run-level error that stopped it."""
+        """Send everything not yet settled; raises the run-level error that stopped it.
+
+        First the ledger's in-doubt rows are reconciled (those proven absent are sent in
+        this run). Then one pass over the input sends every unsettled row; if that pass
+        left rows in doubt, they are reconciled and, when some prove absent, another pass
+        sends them, up to `MAX_PASSES`.
+        """
         self._started_s = self._clock()
-        concurrency = self.spec.sending.concurrency
-        send, receive = anyio.create_memory_object_stream[_Batch](max_buffer_size=concurrency)
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._read, send)
-                for _ in range(concurrency):
-                    group.start_soon(self._work, receive.clone())
-                receive.close()
+            await self._reconcile()
+            for _ in range(MAX_PASSES):
+                before = self.outcome.counts["in_doubt"]
+                await self._pass()
+                if self._fatal is not None or self.stopping or self.outcome.work_left:
+                    break
+                if self.outcome.counts["in_doubt"] == before:
+                    break
+                if not (await self._reconcile()).absent:
+                    break
+            if self.writer.state.unsent:
+                self.outcome.work_left = True  # proven absent, not yet sent again
         finally:
             self.outcome.duration_s = self._clock() - self._started_s
             self.outcome.stopped = self._stop_reason or self._limit_reached
         if self._fatal is not None:
             raise self._fatal
         return self.outcome
+
+    async def _reconcile(self) -> Reconciliation:
+        try:
+            found = await reconcile(
+                self.client,
+                self.writer,
+                self.spec.name,
+                settle_s=self.settle_s,
+                resend=self.resend_in_doubt,
+                sleep=self._sleep,
+            )
+        except LedgerError as err:
+            self._give_up(err)
+            return Reconciliation()
+        self.outcome.reconciled.append(found)
+        return found
+
+    async def _pass(self) -> None:
+        """Read the input once, sending what is not settled."""
+        concurrency = self.spec.sending.concurrency
+        send, receive = anyio.create_memory_object_stream[_Batch](max_buffer_size=concurrency)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._read, send)
+            for _ in range(concurrency):
+                group.start_soon(self._work, receive.clone())
+            receive.close()
 
     async def _read(self, send: MemoryObjectSendStream[_Batch]) -> None:
         with anyio.CancelScope() as scope:
@@ -204,7 +252,6 @@ class CampaignRun:
         limit = self.limits.max_recipients
         is_settled = self.writer.state.is_settled
         pending: dict[str, list[_Entry]] = {}
-        taken = 0
         with read_recipients(
             recipients.path,
             format=recipients.format,
@@ -232,13 +279,13 @@ class CampaignRun:
                 entry = self._entry(row)
                 if entry is None:
                     continue
-                if limit is not None and taken >= limit:
+                if limit is not None and self._taken >= limit:
                     # Read on only to here: past the limit, the first row that could be
                     # sent proves work is left (rows before it got their lines above).
                     self.outcome.work_left = True
                     self._limit_reached = "max_recipients"
                     break
-                taken += 1
+                self._taken += 1
                 pool_id = self._pool_ids[row.pool]
                 batch = pending.setdefault(pool_id, [])
                 batch.append(entry)
@@ -351,7 +398,9 @@ class CampaignRun:
                 raise
             self.outcome.requests += 1
             try:
-                operation_id = await self.client.send(self._message_batch(batch))
+                operation_id = await self.client.send(
+                    self._message_batch(batch), retryable=Retryable.NEVER
+                )
             except RateLimitedError as err:
                 self._release(batch_id, "429")
                 wait_s = err.retry_after_s if err.retry_after_s is not None else _DEFAULT_PAUSE_S

@@ -10,13 +10,15 @@ One JSON object per line (orjson), the file created 0600::
      "pool": "comms_senderpool_…", "status": "accepted", "operation": "comms_operation_…",
      "attempts": 1, "batch": "1.7", "at": "…"}
     {"type": "released", "batch": "1.8", "why": "429", "at": "…"}
+    {"type": "absent", "row": 19, "batch": "1.7", "at": "…"}
 
 A batch's *intent* is on disk (written and fsync'd) before its request goes out, so a
 crash can never leave a request the ledger does not know about. Its recipients' lines
 follow once the answer is known. A *released* intent is one whose request was certainly
 not processed (a 429, a 400, bad credentials, a refused connection): its rows are free to
 send again. Rows of an intent with neither a result nor a release are in doubt: the
-request may or may not have been processed.
+request may or may not have been processed. An *absent* line is reconciliation's verdict
+on an in-doubt row: the API holds no message for it, so it is to be sent again.
 
 The last recipient line for a row is its state. `read_ledger` folds a ledger into a
 `LedgerState` in flat memory: a contiguous low watermark of settled rows plus the few
@@ -165,6 +167,8 @@ class LedgerState:
     spec_hash: str | None = None  # of the latest run
     counts: Counter[str] = field(default_factory=Counter)  # rows by their last state
     in_doubt: dict[int, str] = field(default_factory=dict)  # row -> batch of its request
+    doubt_batches: dict[str, tuple[str, str]] = field(default_factory=dict)  # batch -> pool, at
+    unsent: set[int] = field(default_factory=set)  # in doubt, then proven absent: send again
     open_intents: dict[str, _OpenIntent] = field(default_factory=dict)
     watermark: int = 0  # every row up to here is settled
     above: set[int] = field(default_factory=set)  # settled rows above the watermark
@@ -172,7 +176,7 @@ class LedgerState:
     torn_tail: bool = False
 
     def is_settled(self, row: int) -> bool:
-        return row <= self.watermark or row in self.above
+        return (row <= self.watermark or row in self.above) and row not in self.unsent
 
     @property
     def settled(self) -> int:
@@ -202,6 +206,11 @@ class LedgerState:
             self.open_intents[line["batch"]] = _OpenIntent(line["pool"], line["at"], rows)
         elif kind == "released":
             self.open_intents.pop(line["batch"], None)
+        elif kind == "absent":
+            row = line["row"]
+            if self.in_doubt.pop(row, None) is not None:
+                self.counts["in_doubt"] -= 1
+                self.unsent.add(row)
         elif kind == "run":
             self.runs = max(self.runs, int(line["run"]))
             self.spec_hash = line.get("spec_hash")
@@ -216,10 +225,15 @@ class LedgerState:
         if batch is not None:
             intent = self.open_intents.get(batch)
             if intent is not None:
+                if status == "in_doubt":
+                    self.doubt_batches[batch] = (intent.pool, intent.at)
                 intent.waiting.discard(row)
                 if not intent.waiting:
                     del self.open_intents[batch]
-        if not self._settle(row):
+        if row in self.unsent:
+            # Sent again after reconciliation proved it absent: this is its state now.
+            self.unsent.discard(row)
+        elif not self._settle(row):
             # A row settled before changes state only out of in_doubt (reconciliation).
             previous = "in_doubt" if row in self.in_doubt else None
             if previous is None:

@@ -33,6 +33,7 @@ log = structlog.get_logger("campaign.client")
 class Retryable(enum.Enum):
     """Which failures a request may be retried after."""
 
+    NEVER = "never"  # the caller retries itself (the engine pauses a whole pool on a 429)
     RATE_LIMITS = "rate limits"  # 429 only: every POST, PATCH and DELETE
     ANY_TRANSIENT = "any transient"  # 429, 5xx, timeouts, dropped connections: GETs
 
@@ -63,7 +64,7 @@ class RetryPolicy:
 
     def wait_after(self, error: ApiError, attempt: int, retryable: Retryable) -> float | None:
         """Seconds to wait before the next attempt, or None when `error` must be raised."""
-        if attempt >= self.max_attempts:
+        if attempt >= self.max_attempts or retryable is Retryable.NEVER:
             return None
         transient = isinstance(error, ServerError | RequestTimeoutError | ConnectionLostError)
         if not (

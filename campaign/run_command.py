@@ -11,8 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import yarl
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from campaign.client import CommsClient
 from campaign.console import (
     ExitCode,
     base_url_option,
@@ -31,40 +29,35 @@ from campaign.console import (
     emit_json,
     fail,
     json_option,
+    request_timeout_option,
     say,
     warn,
 )
-from campaign.credentials import Credentials
-from campaign.emulator import Credentials as EmulatorCredentials
-from campaign.emulator import serve
 from campaign.engine import CampaignRun, RunLimits, RunOutcome
 from campaign.exceptions import (
-    AmbiguousError,
     CampaignError,
     CampaignFileError,
-    RateLimitedError,
     RecipientsFileError,
     RequestRejectedError,
     TemplateError,
 )
 from campaign.ledger import (
     SETTLED_STATES,
-    LedgerBusyError,
     LedgerError,
-    LedgerLock,
     LedgerState,
     read_ledger,
 )
 from campaign.preview import preview_campaign
 from campaign.preview_command import show_preview
 from campaign.resume import InputChangedError, check_ledger, open_ledger
-from campaign.retries import RetryPolicy
+from campaign.runtime import api_client, check_pool, configure_logging, lock_ledger
 from campaign.spec import CampaignSpec, load_spec
 
 __all__ = ["run_command"]
 
 log = structlog.get_logger("campaign")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+SETTLE_MARGIN_S = 5.0  # past the request timeout, a request is surely out of the API's hands
 
 
 @click.command("run")
@@ -98,6 +91,12 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
     type=click.FloatRange(min=0),
     help="After SIGINT/SIGTERM, how long in-flight requests may take before being cancelled.",
 )
+@click.option(
+    "--resend-in-doubt",
+    is_flag=True,
+    help="Send again recipients the API cannot say it took (risks a duplicate; logged).",
+)
+@request_timeout_option
 @click.option("--samples", default=3, show_default=True, type=click.IntRange(0, 1000), hidden=True)
 @json_option
 def run_command(
@@ -111,6 +110,8 @@ def run_command(
     ledger_path: Path | None,
     force: bool,
     grace_s: float,
+    resend_in_doubt: bool,
+    request_timeout_s: float,
     samples: int,
     as_json: bool,
 ) -> None:
@@ -130,50 +131,64 @@ def run_command(
             fail(str(exc), ExitCode.FAILED)
         emit_json(report.to_json()) if as_json else show_preview(report)
         return
-    lock = LedgerLock(ledger)
+    options = _Options(
+        limits=RunLimits(max_recipients=max_recipients, max_duration_s=max_duration),
+        emulator=emulator,
+        base_url=base_url,
+        yes=yes,
+        force=force,
+        grace_s=grace_s,
+        resend_in_doubt=resend_in_doubt,
+        timeout_s=request_timeout_s,
+        as_json=as_json,
+    )
+    lock = lock_ledger(ledger)  # before reading: no other run may write between our read and ours
     try:
-        lock.acquire()  # before reading: no other run may write between our read and ours
-    except LedgerBusyError as exc:
-        fail(str(exc), ExitCode.BUSY)
-    except LedgerError as exc:
-        fail(str(exc), ExitCode.FAILED)
-    try:
-        limits = RunLimits(max_recipients=max_recipients, max_duration_s=max_duration)
-        sending = _Sending(spec, ledger, limits, force=force, grace_s=grace_s)
-        code = sending.start(emulator=emulator, base_url=base_url, yes=yes, as_json=as_json)
+        code = _Sending(spec, ledger, options).start()
     finally:
         lock.release()
     sys.exit(int(code))
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    limits: RunLimits
+    emulator: bool
+    base_url: str | None
+    yes: bool
+    force: bool
+    grace_s: float
+    resend_in_doubt: bool
+    timeout_s: float
+    as_json: bool
+
+
 class _Sending:
     """The asynchronous half of `run`: the API, the ledger opened for writing, the engine."""
 
-    def __init__(
-        self, spec: CampaignSpec, ledger: Path, limits: RunLimits, *, force: bool, grace_s: float
-    ) -> None:
-        self.spec, self.ledger, self.limits = spec, ledger, limits
+    def __init__(self, spec: CampaignSpec, ledger: Path, options: _Options) -> None:
+        self.spec, self.ledger, self.options = spec, ledger, options
         self.state = LedgerState()
-        self.force, self.grace_s = force, grace_s
         self.run: CampaignRun | None = None
         self.expected: int | None = None  # recipients to send, when a preview counted them
 
-    def start(self, *, emulator: bool, base_url: str | None, yes: bool, as_json: bool) -> ExitCode:
+    def start(self) -> ExitCode:
         """Check the ledger, ask when a person should, send; the exit code (or exit now)."""
-        spec, ledger = self.spec, self.ledger
+        spec, ledger, options = self.spec, self.ledger, self.options
+        as_json = options.as_json
         try:
             self.state = read_ledger(ledger)
-            check_ledger(spec, self.state, ledger, force=self.force)  # refuse before asking
+            check_ledger(spec, self.state, ledger, force=options.force)  # refuse before asking
         except (RecipientsFileError, InputChangedError) as exc:
             fail(str(exc), ExitCode.USAGE)
         except LedgerError as exc:
             fail(str(exc), ExitCode.FAILED)
-        url = base_url or spec.api_base_url
-        if not (yes or emulator or _is_loopback(url)) and _interactive():
+        url = options.base_url or spec.api_base_url
+        if not (options.yes or options.emulator or _is_loopback(url)) and _interactive():
             self._confirm(url)
-        _configure_logging()
+        configure_logging()
         try:
-            anyio.run(self.main, emulator, base_url)
+            anyio.run(self.main)
         except (InputChangedError, RecipientsFileError) as exc:
             fail(str(exc), ExitCode.USAGE)
         except CampaignError as exc:
@@ -197,16 +212,24 @@ class _Sending:
         if not click.confirm(f"Send campaign {self.spec.name} to {url or 'the API'}?"):
             fail("nothing sent", ExitCode.STOPPED)
 
-    async def main(self, emulator: bool, base_url: str | None) -> None:
-        spec = self.spec
-        async with _api(spec, emulator=emulator, base_url=base_url) as client:
+    async def main(self) -> None:
+        spec, options = self.spec, self.options
+        async with api_client(
+            spec, emulator=options.emulator, base_url=options.base_url, timeout_s=options.timeout_s
+        ) as client:
             for pool in sorted({pool.id for pool in spec.pools.values()}):
-                await _check_pool(client, pool)
-            opened = open_ledger(spec, self.ledger, force=self.force, state=self.state)
+                await check_pool(client, pool)
+            opened = open_ledger(spec, self.ledger, force=options.force, state=self.state)
             for note in opened.notes:
                 warn(note)
             run = self.run = CampaignRun(
-                spec, client, opened.writer, run_number=opened.run_number, limits=self.limits
+                spec,
+                client,
+                opened.writer,
+                run_number=opened.run_number,
+                limits=options.limits,
+                settle_s=options.timeout_s + SETTLE_MARGIN_S,
+                resend_in_doubt=options.resend_in_doubt,
             )
             log.info(
                 "campaign.run_started",
@@ -217,7 +240,7 @@ class _Sending:
             error: CampaignError | None = None
             try:
                 async with anyio.create_task_group() as group:
-                    group.start_soon(_stop_on_signals, run, self.grace_s, group.cancel_scope)
+                    group.start_soon(_stop_on_signals, run, options.grace_s, group.cancel_scope)
                     if sys.stderr.isatty():
                         group.start_soon(_show_progress, run, self.expected)
                     try:
@@ -232,47 +255,12 @@ class _Sending:
                 raise error
 
 
-async def _check_pool(client: CommsClient, pool_id: str) -> None:
-    """Bad credentials or an unknown pool stop the run here, before the ledger is touched."""
-    try:
-        await client.fetch_pool(pool_id)
-    except (AmbiguousError, RateLimitedError) as exc:
-        # Server trouble now says nothing about the pool: the sends will find out.
-        log.warning("campaign.pool_check_skipped", pool=pool_id, error=str(exc))
-
-
 def _is_loopback(url: str | None) -> bool:
     return url is not None and yarl.URL(url).host in _LOOPBACK
 
 
 def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
-
-
-@asynccontextmanager
-async def _api(
-    spec: CampaignSpec, *, emulator: bool, base_url: str | None
-) -> AsyncIterator[CommsClient]:
-    # The engine pauses a whole pool on a 429 itself, so the client does not retry sends.
-    retry = RetryPolicy(max_attempts=1)
-    concurrency = spec.sending.concurrency
-    if not emulator:
-        async with CommsClient(
-            base_url=base_url or spec.api_base_url, retry=retry, max_connections=concurrency
-        ) as client:
-            yield client
-        return
-    accepted = EmulatorCredentials.from_environment()
-    user, secret = accepted.pairs[0]
-    async with serve(port=0, credentials=accepted) as running:
-        warn(f"sending to the built-in emulator at {running.base_url}")
-        async with CommsClient(
-            base_url=running.base_url,
-            credentials=Credentials(user, secret, source="emulator"),
-            retry=retry,
-            max_connections=concurrency,
-        ) as client:
-            yield client
 
 
 async def _show_progress(run: CampaignRun, expected: int | None) -> None:
@@ -319,24 +307,6 @@ async def _stop_on_signals(run: CampaignRun, grace_s: float, scope: anyio.Cancel
         scope.cancel()
 
 
-def _configure_logging() -> None:
-    """Log events on stderr: readable on a terminal, JSON lines otherwise (cron, pipes)."""
-    renderer: Callable[..., Any]
-    if sys.stderr.isatty():
-        renderer = structlog.dev.ConsoleRenderer()
-    else:
-        renderer = structlog.processors.JSONRenderer()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        logger_factory=lambda *_args: structlog.PrintLogger(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
 def _summarise(
     spec: CampaignSpec,
     ledger: Path,
@@ -367,9 +337,11 @@ def _summarise(
         duration_s=round(outcome.duration_s, 3),
         **this_run,
     )
+    reconciled = _reconciled(outcome)
     if as_json:
         emit_json(
             {
+                "reconciled": reconciled,
                 "campaign": spec.name,
                 "exit_code": int(code),
                 "stopped": outcome.stopped,
@@ -402,11 +374,32 @@ def _summarise(
         + ", ".join(f"{status} {count:,}" for status, count in overall.items() if count)
         + ")"
     )
+    if reconciled["checked"]:
+        say(
+            f"  reconciled {reconciled['checked']:,} in-doubt recipients with the API: "
+            f"{reconciled['found']:,} found (accepted), {reconciled['absent']:,} absent (sent "
+            f"again), {reconciled['resent_blindly']:,} resent blindly (--resend-in-doubt)"
+        )
+        for why, count in reconciled["left_in_doubt"].items():
+            say(f"  {count:,} left in doubt: {why}")
     if code is ExitCode.STOPPED:
         say("  work is left: run the same command again to go on")
     if in_doubt:
         say(
             f"  {in_doubt:,} recipients are in_doubt (the API may or may not have taken them); "
-            "they are not sent again blindly"
+            "they are not sent again blindly: `campaign reconcile` asks the API again, "
+            "`--resend-in-doubt` accepts the risk"
         )
     return code
+
+
+def _reconciled(outcome: RunOutcome) -> dict[str, Any]:
+    """This run's reconciliations, added up; reasons from the last (they are what is left)."""
+    rounds = outcome.reconciled
+    return {
+        "checked": sum(r.checked for r in rounds),
+        "found": sum(r.found for r in rounds),
+        "absent": sum(r.absent for r in rounds),
+        "resent_blindly": sum(r.resent_blindly for r in rounds),
+        "left_in_doubt": dict(rounds[-1].unresolved) if rounds else {},
+    }

@@ -22,26 +22,39 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import structlog
-from api_fakes import CLI_ENV, emulator_in_thread
+from api_fakes import CLI_ENV, FakeSleep, emulator_in_thread
 from click.testing import CliRunner, Result
 
 from campaign import ledger as ledger_module
 from campaign import recipients as recipients_module
 from campaign import run_command as run_command_module
+from campaign import runtime as runtime_module
 from campaign.cli import cli
 from campaign.emulator import SAMPLE_POOL_ID, Clock, Faults, RunningEmulator
 from campaign.engine import CampaignRun
 from campaign.ledger import LedgerLock
+from campaign.retries import RetryPolicy
 
 SAMPLES = Path(__file__).parent.parent / "sample_campaigns"
 UNKNOWN_POOL = "comms_senderpool_01kdvdna0000000000000000zz"
+
+
+@pytest.fixture(autouse=True)
+def no_real_waits(monkeypatch: pytest.MonkeyPatch) -> FakeSleep:
+    """Retries of GETs and reconciliation's settle wait happen at once (recorded)."""
+    sleep = FakeSleep()
+    monkeypatch.setattr(runtime_module, "RETRY_POLICY", RetryPolicy(sleep=sleep))
+    monkeypatch.setattr(
+        run_command_module, "CampaignRun", functools.partial(CampaignRun, sleep=sleep)
+    )
+    return sleep
 
 
 @pytest.fixture
@@ -156,9 +169,7 @@ def test_sample_campaign_sends_every_valid_recipient_exactly_once(
     assert summary(again)["requests"] == 0
 
 
-def test_recipients_carry_the_campaign_and_row_tags(
-    emu: RunningEmulator, tmp_path: Path
-) -> None:
+def test_recipients_carry_the_campaign_and_row_tags(emu: RunningEmulator, tmp_path: Path) -> None:
     campaign = write_campaign(
         tmp_path, ["+12065551000,Ada,secret-note"], header="phone,first_name,note"
     )
@@ -247,10 +258,10 @@ def test_a_refused_batch_is_split_until_only_the_bad_rows_fail(
     assert summary(result)["ledger"]["by_state"]["in_doubt"] == 0
 
 
-def test_a_429_storm_slows_the_run_but_loses_nothing(
-    emu: RunningEmulator, tmp_path: Path
-) -> None:
-    emu.faults.configure(Faults(max_concurrent_requests=2, retry_after_s=0, latency_ms=(5, 10), seed=7))
+def test_a_429_storm_slows_the_run_but_loses_nothing(emu: RunningEmulator, tmp_path: Path) -> None:
+    emu.faults.configure(
+        Faults(max_concurrent_requests=2, retry_after_s=0, latency_ms=(5, 10), seed=7)
+    )
     campaign = write_campaign(tmp_path, numbers(60), batch_size=3, concurrency=8)
     result = run(emu, campaign, "--json")
     assert result.exit_code == 0, result.output
@@ -261,30 +272,94 @@ def test_a_429_storm_slows_the_run_but_loses_nothing(
     assert Counter(final_states(tmp_path / "test-run.ledger.jsonl").values()) == {"accepted": 60}
 
 
-@pytest.mark.parametrize(
-    "faults",
-    [
-        Faults(error_rate=1.0, seed=1),
-        Faults(accept_then_fail_rate=1.0, seed=1),
-        Faults(drop_rate=1.0, seed=1),
-    ],
-    ids=["5xx", "accept-then-fail", "dropped"],
-)
-def test_ambiguous_answers_leave_rows_in_doubt_never_resent(
-    emu: RunningEmulator, tmp_path: Path, faults: Faults
+def test_server_errors_are_reconciled_as_absent_and_sent_once(
+    emu: RunningEmulator, tmp_path: Path
 ) -> None:
-    emu.faults.configure(faults)
+    emu.faults.configure(Faults(error_rate=1.0, seed=1))  # every request: 500, not processed
     campaign = write_campaign(tmp_path, numbers(8), batch_size=4)
     result = run(emu, campaign, "--json")
+    # The API cannot be asked either, so the rows stay in doubt: never resent blindly.
     assert result.exit_code == 4, result.output
-    assert summary(result)["ledger"]["by_state"]["in_doubt"] == 8
-    accepted_before = inspect(emu, "stats")["recipients_accepted"]
+    document = summary(result)
+    assert document["ledger"]["by_state"]["in_doubt"] == 8
+    (why,) = document["reconciled"]["left_in_doubt"]
+    assert "could not list its messages" in why
+    assert inspect(emu, "stats")["recipients_accepted"] == 0
     emu.faults.configure(Faults())
     again = run(emu, campaign, "--json")
-    assert again.exit_code == 4, again.output
-    assert summary(again)["requests"] == 0  # in_doubt rows are not sent blindly
-    assert inspect(emu, "stats")["recipients_accepted"] == accepted_before
+    assert again.exit_code == 0, again.output
+    assert summary(again)["reconciled"]["absent"] == 8  # proven absent, then sent
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 9), 1))
+
+
+def test_accepted_then_failed_batches_are_found_not_resent(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    # Every POST is processed and then answered 500 or dropped; GETs answer normally.
+    emu.faults.configure(Faults(accept_then_fail_rate=1.0, seed=1))
+    campaign = write_campaign(tmp_path, numbers(8), batch_size=4)
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    document = summary(result)
+    assert document["this_run"]["in_doubt"] == 8  # what the answers said...
+    assert document["reconciled"]["found"] == 8  # ...and what the API's records showed
+    assert document["ledger"]["by_state"] == {
+        **dict.fromkeys(document["ledger"]["by_state"], 0),
+        "accepted": 8,
+    }
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 9), 1))
     assert inspect(emu, "stats")["duplicates"] == 0
+    lines = ledger_lines(tmp_path / "test-run.ledger.jsonl")
+    reconciled = [x for x in lines if x.get("reconciled")]
+    assert len(reconciled) == 8
+    assert all(x["message"].startswith("comms_message_") for x in reconciled)
+
+
+def test_dropped_connections_are_reconciled_and_resent_within_the_run(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    # Half the requests are dropped before processing (seeded): absent, so sent again.
+    emu.faults.configure(Faults(drop_rate=0.3, seed=3))
+    campaign = write_campaign(tmp_path, numbers(40), batch_size=4)
+    result = run(emu, campaign, "--json")
+    assert result.exit_code in (0, 4), result.output
+    states = final_states(tmp_path / "test-run.ledger.jsonl")
+    accepted = {row for row, state in states.items() if state == "accepted"}
+    assert summary(result)["reconciled"]["absent"] > 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(accepted, 1))  # never twice
+    emu.faults.configure(Faults())
+    assert run(emu, campaign).exit_code == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 41), 1))
+
+
+def test_resend_in_doubt_sends_what_the_api_cannot_vouch_for(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    campaign = write_campaign(tmp_path, numbers(4), batch_size=2)
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    assert run(emu, campaign, "--max-recipients", "2").exit_code == 3
+    with ledger.open("a") as handle:  # a request 8 days old whose answer was never recorded
+        handle.write(
+            json.dumps(
+                {
+                    "type": "intent",
+                    "batch": "9.1",
+                    "pool": SAMPLE_POOL_ID,
+                    "rows": [3],
+                    "at": "2026-01-01T00:00:00.000Z",
+                }
+            )
+            + "\n"
+        )
+    kept = run(emu, campaign, "--json")
+    assert kept.exit_code == 4, kept.output
+    (why,) = summary(kept)["reconciled"]["left_in_doubt"]
+    assert "7-day retention" in why
+    forced = run(emu, campaign, "--resend-in-doubt", "--json")
+    assert forced.exit_code == 0, forced.output
+    assert summary(forced)["reconciled"]["resent_blindly"] == 1
+    assert "campaign.in_doubt_resent" in forced.stderr
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 5), 1))
 
 
 def test_an_unknown_pool_stops_before_anything_is_written(
@@ -299,9 +374,7 @@ def test_an_unknown_pool_stops_before_anything_is_written(
     assert inspect(emu, "stats")["recipients_accepted"] == 0
 
 
-def test_bad_credentials_stop_the_run_and_mark_nobody(
-    emu: RunningEmulator, tmp_path: Path
-) -> None:
+def test_bad_credentials_stop_the_run_and_mark_nobody(emu: RunningEmulator, tmp_path: Path) -> None:
     campaign = write_campaign(tmp_path, numbers(3))
     result = CliRunner().invoke(
         cli,
@@ -380,26 +453,35 @@ def test_a_torn_last_line_is_cut_and_the_run_goes_on(emu: RunningEmulator, tmp_p
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 7), 1))
 
 
-def test_an_intent_without_an_answer_becomes_in_doubt(
-    emu: RunningEmulator, tmp_path: Path
-) -> None:
+def test_an_intent_without_an_answer_is_reconciled(emu: RunningEmulator, tmp_path: Path) -> None:
     campaign = write_campaign(tmp_path, numbers(4), batch_size=2)
     assert run(emu, campaign, "--max-recipients", "2").exit_code == 3
     ledger = tmp_path / "test-run.ledger.jsonl"
     with ledger.open("a") as handle:  # a crash between the intent and the answer
         handle.write(
             json.dumps(
-                {"type": "intent", "batch": "9.1", "pool": SAMPLE_POOL_ID, "rows": [3], "at": "x"}
+                {
+                    "type": "intent",
+                    "batch": "9.1",
+                    "pool": SAMPLE_POOL_ID,
+                    "rows": [3],
+                    "at": datetime.now(UTC).isoformat(),
+                }
             )
             + "\n"
         )
     result = run(emu, campaign, "--json")
-    assert result.exit_code == 4, result.output
+    assert result.exit_code == 0, result.output
     assert "in_doubt" in result.stderr
-    states = final_states(ledger)
-    assert states[3] == "in_doubt"
-    assert states[4] == "accepted"
-    assert sent_rows(emu) == Counter({1: 1, 2: 1, 4: 1})
+    assert summary(result)["reconciled"]["absent"] == 1
+    lines = ledger_lines(ledger)
+    assert [x["type"] for x in lines if x.get("row") == 3][-3:] == [
+        "recipient",
+        "absent",
+        "recipient",
+    ]
+    assert final_states(ledger)[3] == "accepted"
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 5), 1))
 
 
 # Pacing, measured on the emulator's clock
