@@ -18,6 +18,7 @@ from campaign import __version__
 from campaign.emulator_command import emulator_command
 from campaign.pools_command import pools_group
 from campaign.preview_command import preview_command
+from campaign.reconcile_command import reconcile_command
 from campaign.run_command import run_command
 from campaign.senders_command import senders_group
 
@@ -35,6 +36,7 @@ cli.add_command(senders_group)
 cli.add_command(pools_group)
 cli.add_command(preview_command)
 cli.add_command(run_command)
+cli.add_command(reconcile_command)
 
 
 def main() -> None:

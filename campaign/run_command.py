@@ -50,14 +50,19 @@ from campaign.ledger import (
 from campaign.preview import preview_campaign
 from campaign.preview_command import show_preview
 from campaign.resume import InputChangedError, check_ledger, open_ledger
-from campaign.runtime import api_client, check_pool, configure_logging, lock_ledger
+from campaign.runtime import (
+    SETTLE_MARGIN_S,
+    api_client,
+    check_pool,
+    configure_logging,
+    lock_ledger,
+)
 from campaign.spec import CampaignSpec, load_spec
 
 __all__ = ["run_command"]
 
 log = structlog.get_logger("campaign")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-SETTLE_MARGIN_S = 5.0  # past the request timeout, a request is surely out of the API's hands
 
 
 @click.command("run")

@@ -20,13 +20,23 @@ from campaign.ledger import LedgerBusyError, LedgerError, LedgerLock
 from campaign.retries import RetryPolicy
 from campaign.spec import CampaignSpec
 
-__all__ = ["RETRY_POLICY", "api_client", "check_pool", "configure_logging", "lock_ledger"]
+__all__ = [
+    "RETRY_POLICY",
+    "SETTLE_MARGIN_S",
+    "api_client",
+    "check_pool",
+    "configure_logging",
+    "lock_ledger",
+]
 
 log = structlog.get_logger("campaign")
 
 # GETs (the pool check, reconciliation's listings) retry transient failures; sends never
 # retry in the client. Module-level so that tests can give it a sleep that does not.
 RETRY_POLICY = RetryPolicy()
+# Past its timeout and this margin, a request whose answer never came is surely out of the
+# API's hands, so its messages, if any, can be listed.
+SETTLE_MARGIN_S = 5.0
 
 
 def lock_ledger(ledger: Path) -> LedgerLock:

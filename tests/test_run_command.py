@@ -34,12 +34,14 @@ from click.testing import CliRunner, Result
 
 from campaign import ledger as ledger_module
 from campaign import recipients as recipients_module
+from campaign import reconcile_command as reconcile_command_module
 from campaign import run_command as run_command_module
 from campaign import runtime as runtime_module
 from campaign.cli import cli
 from campaign.emulator import SAMPLE_POOL_ID, Clock, Faults, RunningEmulator
 from campaign.engine import CampaignRun
 from campaign.ledger import LedgerLock
+from campaign.reconcile import reconcile
 from campaign.retries import RetryPolicy
 
 SAMPLES = Path(__file__).parent.parent / "sample_campaigns"
@@ -640,3 +642,76 @@ def test_two_runs_started_at_once_send_everyone_once(emu: RunningEmulator, tmp_p
         process.communicate()
     assert codes in ([0, 5], [0, 0])  # 0, 0 only if the first finished before the second began
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
+
+
+# campaign reconcile
+
+
+def reconcile_cli(emu: RunningEmulator, campaign: Path, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli,
+        ["reconcile", str(campaign), "--base-url", emu.base_url, *args],
+        env=CLI_ENV,
+        catch_exceptions=False,
+    )
+
+
+def forget_answers(ledger: Path, rows: set[int]) -> None:
+    """The ledger as a crash between the POST and its answer leaves it: intents, no results."""
+    kept = [
+        line
+        for line in ledger.read_text().splitlines()
+        if not (json.loads(line).get("type") == "recipient" and json.loads(line)["row"] in rows)
+    ]
+    ledger.write_text("\n".join(kept) + "\n")
+
+
+def test_reconcile_finds_what_was_sent_before_a_crash_and_sends_nothing(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_real_waits: FakeSleep
+) -> None:
+    monkeypatch.setattr(
+        reconcile_command_module, "reconcile", functools.partial(reconcile, sleep=no_real_waits)
+    )
+    campaign = write_campaign(tmp_path, numbers(6), batch_size=2)
+    assert run(emu, campaign).exit_code == 0
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    forget_answers(ledger, {3, 4})  # sent, but the process died before writing the answer
+    result = reconcile_cli(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["found"] == 2
+    assert document["absent"] == 0
+    assert no_real_waits.delays  # it waited for the young request to settle first
+    states = final_states(ledger)
+    assert states == dict.fromkeys(range(1, 7), "accepted")
+    assert inspect(emu, "stats")["recipients_accepted"] == 6  # nothing sent by reconcile
+    again = run(emu, campaign, "--json")
+    assert summary(again)["requests"] == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 7), 1))
+
+
+def test_reconcile_marks_what_was_never_sent_for_the_next_run(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_real_waits: FakeSleep
+) -> None:
+    monkeypatch.setattr(
+        reconcile_command_module, "reconcile", functools.partial(reconcile, sleep=no_real_waits)
+    )
+    campaign = write_campaign(tmp_path, numbers(4), batch_size=2)
+    assert run(emu, campaign, "--max-recipients", "2").exit_code == 3
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    with ledger.open("a") as handle:  # killed between the intent and the POST
+        intent = {"type": "intent", "batch": "9.1", "pool": SAMPLE_POOL_ID, "rows": [3, 4]}
+        handle.write(json.dumps({**intent, "at": datetime.now(UTC).isoformat()}) + "\n")
+    result = reconcile_cli(emu, campaign)
+    assert result.exit_code == 0, result.output
+    assert "2 absent" in result.stdout
+    assert inspect(emu, "stats")["recipients_accepted"] == 2
+    assert run(emu, campaign).exit_code == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 5), 1))
+
+
+def test_reconcile_without_a_ledger_says_so(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(2))
+    result = reconcile_cli(emu, campaign)
+    assert result.exit_code == 2
+    assert "no ledger yet" in result.stderr
