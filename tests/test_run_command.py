@@ -715,3 +715,25 @@ def test_reconcile_without_a_ledger_says_so(emu: RunningEmulator, tmp_path: Path
     result = reconcile_cli(emu, campaign)
     assert result.exit_code == 2
     assert "no ledger yet" in result.stderr
+
+
+def test_a_run_killed_during_reconciliation_reconciles_again(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    emu.faults.configure(Faults(accept_then_fail_rate=1.0, seed=1))
+    campaign = write_campaign(tmp_path, numbers(8), batch_size=4)
+    assert run(emu, campaign).exit_code == 0
+    emu.faults.configure(Faults())
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    lines = ledger.read_text().splitlines(keepends=True)
+    reconciled = [i for i, line in enumerate(lines) if '"reconciled":true' in line]
+    assert len(reconciled) == 8
+    # Killed after writing three of reconciliation's lines, halfway through the fourth.
+    cut = reconciled[3]
+    ledger.write_text("".join(lines[:cut]) + lines[cut][: len(lines[cut]) // 2])
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result)["reconciled"]["found"] == 5
+    assert summary(result)["requests"] == 0
+    assert final_states(ledger) == dict.fromkeys(range(1, 9), "accepted")
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 9), 1))
