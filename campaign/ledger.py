@@ -265,22 +265,19 @@ def read_ledger(path: Path) -> LedgerState:
     offset = 0
     with handle:
         for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                state.torn_tail = True  # a crash cut the last write short: not counted
+                break
             try:
                 document = orjson.loads(line)
                 if not isinstance(document, dict):
                     raise TypeError("not an object")
                 state.record(document)
             except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as err:
-                if not line.endswith(b"\n"):
-                    state.torn_tail = True  # a crash cut the last write short
-                    break
                 raise LedgerError(
                     f"{path}: line {number} is not a ledger line ({err}); the ledger was "
                     "edited or belongs to something else: move it away to start afresh"
                 ) from None
-            if not line.endswith(b"\n"):
-                state.torn_tail = True  # whole JSON but no newline: still re-written
-                break
             offset += len(line)
     state.valid_size = offset
     if state.header is None and offset:
@@ -327,11 +324,12 @@ class LedgerWriter:
         """
         if self._fd is None:
             return
+        was_broken = self._broken is not None
         try:
             self._write_buffer()
         except LedgerError:
-            if self._broken is None:
-                raise
+            if not was_broken:
+                raise  # a new failure: the caller must hear of it
         finally:
             os.close(self._fd)
             self._fd = None
@@ -350,6 +348,8 @@ class LedgerWriter:
         """Buffer one line (and fold it into `state`)."""
         if self._broken is not None:
             raise self._broken
+        if self._fd is None:
+            raise LedgerError(f"{self.path}: the ledger is not open for writing")
         self.state.record(line)
         data = orjson.dumps(line) + b"\n"
         self._buffer.append(data)

@@ -53,7 +53,7 @@ class PoolPacer:
             pauses = self._pauses
             if start > now:
                 await self._sleep(start - now)
-            if pauses == self._pauses and self._paused_until_s <= self._clock():
+            if pauses == self._pauses:  # no pause began while this batch waited
                 return
 
     def pause(self, seconds: float) -> None:
