@@ -54,7 +54,7 @@ from campaign.exceptions import (
 )
 from campaign.ledger import LedgerError, LedgerWriter, now_text
 from campaign.pacing import PoolPacer
-from campaign.recipients import RecipientRow, read_recipients
+from campaign.recipients import RecipientRow, read_campaign_recipients
 from campaign.reconcile import Reconciliation, reconcile
 from campaign.resources import MessageBatch, Recipient
 from campaign.retries import Retryable
@@ -247,27 +247,12 @@ class CampaignRun:
             self.outcome.work_left = True
 
     async def _read_rows(self, send: MemoryObjectSendStream[_Batch]) -> None:
-        spec, recipients = self.spec, self.spec.recipients
+        spec = self.spec
         batch_size = spec.sending.batch_size
         limit = self.limits.max_recipients
         is_settled = self.writer.state.is_settled
         pending: dict[str, list[_Entry]] = {}
-        with read_recipients(
-            recipients.path,
-            format=recipients.format,
-            address_field=recipients.address,
-            channel=recipients.channel or "PHONE",
-            channel_field=recipients.channel_column,
-            default_region=recipients.default_region,
-            pool_field=recipients.pool_column,
-            pools=frozenset(spec.pools),
-            default_pool=next(iter(spec.pools)),
-            required_variables=self._template.required_variables,
-            suppression=recipients.suppression,
-            delimiter=recipients.delimiter,
-            encoding=recipients.encoding,
-            work_dir=self.writer.path.parent,
-        ) as rows:
+        with read_campaign_recipients(spec, self._template.required_variables) as rows:
             for row in rows:
                 self.outcome.rows_read += 1
                 if self.outcome.rows_read % _YIELD_EVERY == 0:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from campaign.exceptions import TemplateError
-from campaign.recipients import REASONS, read_recipients
+from campaign.recipients import REASONS, read_campaign_recipients
 from campaign.spec import CampaignSpec
 from campaign.templating import MessageTemplate
 
@@ -114,26 +114,11 @@ def preview_campaign(
     file-level errors; one bad row is only ever counted.
     """
     template = MessageTemplate(spec.message.text)
-    recipients = spec.recipients
     report = Preview(spec.name)
     invalid_by_reason = {reason: ReasonCount() for reason in (*REASONS, "render_error")}
     by_channel, by_pool = report.by_channel, report.by_pool
     segments = 0
-    with read_recipients(
-        recipients.path,
-        format=recipients.format,
-        address_field=recipients.address,
-        channel=recipients.channel or "PHONE",
-        channel_field=recipients.channel_column,
-        default_region=recipients.default_region,
-        pool_field=recipients.pool_column,
-        pools=frozenset(spec.pools),
-        default_pool=next(iter(spec.pools)),
-        required_variables=template.required_variables,
-        suppression=recipients.suppression,
-        delimiter=recipients.delimiter,
-        encoding=recipients.encoding,
-    ) as rows:
+    with read_campaign_recipients(spec, template.required_variables) as rows:
         for row in rows:
             report.rows += 1
             verdict = row.verdict

@@ -55,9 +55,18 @@ from campaign.dedupe import KeySet
 from campaign.e164 import normalise
 from campaign.exceptions import RecipientsFileError
 from campaign.listfile import Record, check_list_file, open_csv, open_jsonl, text_encoding
+from campaign.spec import CampaignSpec
 from campaign.suppression import SuppressionList, load_suppression
 
-__all__ = ["CHANNELS", "REASONS", "VERDICTS", "RecipientRow", "Recipients", "read_recipients"]
+__all__ = [
+    "CHANNELS",
+    "REASONS",
+    "VERDICTS",
+    "RecipientRow",
+    "Recipients",
+    "read_campaign_recipients",
+    "read_recipients",
+]
 
 Verdict = Literal["valid", "invalid", "duplicate", "suppressed"]
 Reason = Literal[
@@ -223,6 +232,29 @@ def read_recipients(
         raise
     rows = _settled(path, records, checks, seen, blocked, resources)
     return Recipients(path, format, columns, summary, rows, resources)
+
+
+def read_campaign_recipients(
+    spec: CampaignSpec, required_variables: frozenset[str], *, work_dir: Path | None = None
+) -> Recipients:
+    """`read_recipients` as a campaign file says: the one way preview and run open a list."""
+    recipients = spec.recipients
+    return read_recipients(
+        recipients.path,
+        format=recipients.format,
+        address_field=recipients.address,
+        channel=recipients.channel or "PHONE",
+        channel_field=recipients.channel_column,
+        default_region=recipients.default_region,
+        pool_field=recipients.pool_column,
+        pools=frozenset(spec.pools),
+        default_pool=next(iter(spec.pools)),
+        required_variables=required_variables,
+        suppression=recipients.suppression,
+        delimiter=recipients.delimiter,
+        encoding=recipients.encoding,
+        work_dir=work_dir,
+    )
 
 
 def _close_all(resources: list[Any]) -> None:

@@ -24,12 +24,19 @@ from campaign.console import (
     say,
     warn,
 )
-from campaign.exceptions import CampaignError, CampaignFileError, TemplateError
+from campaign.exceptions import CampaignError
 from campaign.ledger import LedgerError, read_ledger
 from campaign.reconcile import Reconciliation, reconcile
 from campaign.resume import InputChangedError, open_ledger
-from campaign.runtime import SETTLE_MARGIN_S, api_client, configure_logging, lock_ledger
-from campaign.spec import load_spec
+from campaign.runtime import (
+    SETTLE_MARGIN_S,
+    api_client,
+    configure_logging,
+    force_option,
+    ledger_option,
+    load_campaign,
+    lock_ledger,
+)
 
 __all__ = ["reconcile_command"]
 
@@ -38,18 +45,13 @@ __all__ = ["reconcile_command"]
 @click.argument("campaign_file", type=click.Path(path_type=Path))
 @click.option("--emulator", is_flag=True, help="Ask a built-in emulator (for rehearsals).")
 @base_url_option
-@click.option(
-    "--ledger",
-    "ledger_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The ledger file (default: [ledger] path of the campaign file).",
-)
+@ledger_option
 @click.option(
     "--resend-in-doubt",
     is_flag=True,
     help="Mark what the API cannot vouch for as absent, so the next run sends it (logged).",
 )
-@click.option("--force", is_flag=True, help="Go on although the recipients file was edited.")
+@force_option
 @request_timeout_option
 @json_option
 def reconcile_command(
@@ -63,11 +65,7 @@ def reconcile_command(
     as_json: bool,
 ) -> None:
     """Ask the API what became of the campaign's in-doubt recipients; sends nothing."""
-    try:
-        spec = load_spec(campaign_file)
-    except (CampaignFileError, TemplateError) as exc:
-        fail(str(exc), ExitCode.USAGE)
-    ledger = (ledger_path or spec.ledger_path).expanduser().resolve()
+    spec, ledger = load_campaign(campaign_file, ledger_path)
     if not ledger.exists():
         fail(
             f"{ledger}: no ledger yet, so nothing is in doubt; `campaign run` starts one",

@@ -36,10 +36,8 @@ from campaign.console import (
 from campaign.engine import CampaignRun, RunLimits, RunOutcome
 from campaign.exceptions import (
     CampaignError,
-    CampaignFileError,
     RecipientsFileError,
     RequestRejectedError,
-    TemplateError,
 )
 from campaign.ledger import (
     SETTLED_STATES,
@@ -55,9 +53,12 @@ from campaign.runtime import (
     api_client,
     check_pool,
     configure_logging,
+    force_option,
+    ledger_option,
+    load_campaign,
     lock_ledger,
 )
-from campaign.spec import CampaignSpec, load_spec
+from campaign.spec import CampaignSpec
 
 __all__ = ["run_command"]
 
@@ -82,13 +83,8 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
     metavar="SECONDS",
     help="Start no new request after this long (the next run goes on).",
 )
-@click.option(
-    "--ledger",
-    "ledger_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The ledger file (default: [ledger] path of the campaign file).",
-)
-@click.option("--force", is_flag=True, help="Go on although the recipients file was edited.")
+@ledger_option
+@force_option
 @click.option(
     "--grace-s",
     default=10.0,
@@ -121,11 +117,7 @@ def run_command(
     as_json: bool,
 ) -> None:
     """Send every recipient of a campaign not yet settled in its ledger, at each pool's pace."""
-    try:
-        spec = load_spec(campaign_file)
-    except (CampaignFileError, TemplateError) as exc:
-        fail(str(exc), ExitCode.USAGE)
-    ledger = (ledger_path or spec.ledger_path).expanduser().resolve()
+    spec, ledger = load_campaign(campaign_file, ledger_path)
     if dry_run:
         try:
             state = read_ledger(ledger)

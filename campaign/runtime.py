@@ -6,8 +6,9 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import click
 import structlog
 
 from campaign.client import CommsClient
@@ -15,10 +16,10 @@ from campaign.console import ExitCode, fail, warn
 from campaign.credentials import Credentials
 from campaign.emulator import Credentials as EmulatorCredentials
 from campaign.emulator import serve
-from campaign.exceptions import AmbiguousError, RateLimitedError
+from campaign.exceptions import AmbiguousError, CampaignFileError, RateLimitedError, TemplateError
 from campaign.ledger import LedgerBusyError, LedgerError, LedgerLock
 from campaign.retries import RetryPolicy
-from campaign.spec import CampaignSpec
+from campaign.spec import CampaignSpec, load_spec
 
 __all__ = [
     "RETRY_POLICY",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger("campaign")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # GETs (the pool check, reconciliation's listings) retry transient failures; sends never
 # retry in the client. Module-level so that tests can give it a sleep that does not.
@@ -37,6 +39,30 @@ RETRY_POLICY = RetryPolicy()
 # Past its timeout and this margin, a request whose answer never came is surely out of the
 # API's hands, so its messages, if any, can be listed.
 SETTLE_MARGIN_S = 5.0
+
+
+def ledger_option(command: F) -> F:
+    return click.option(
+        "--ledger",
+        "ledger_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="The ledger file (default: [ledger] path of the campaign file).",
+    )(command)
+
+
+def force_option(command: F) -> F:
+    return click.option(
+        "--force", is_flag=True, help="Go on although the recipients file was edited."
+    )(command)
+
+
+def load_campaign(campaign_file: Path, ledger_path: Path | None) -> tuple[CampaignSpec, Path]:
+    """The campaign file, checked, and its ledger's path; exit 2 when the file is unusable."""
+    try:
+        spec = load_spec(campaign_file)
+    except (CampaignFileError, TemplateError) as exc:
+        fail(str(exc), ExitCode.USAGE)
+    return spec, (ledger_path or spec.ledger_path).expanduser().resolve()
 
 
 def lock_ledger(ledger: Path) -> LedgerLock:
