@@ -316,8 +316,8 @@ def _summarise(
     in_doubt = len(state.in_doubt)
     if error is not None:
         code = ExitCode.FAILED
-    elif outcome.work_left:
-        code = ExitCode.STOPPED
+    elif outcome.work_left or (outcome.stopped == "signal" and in_doubt):
+        code = ExitCode.STOPPED  # a signal may have cut reconciliation short: run again
     elif in_doubt:
         code = ExitCode.IN_DOUBT
     else:

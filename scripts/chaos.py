@@ -229,6 +229,8 @@ def main() -> int:  # noqa: PLR0915 - one scenario, told in order
                     f"  stop {number:>2}/{len(stops)}: {signal.Signals(how).name:<7} exit {code}",
                     flush=True,
                 )
+            before_final, _ = final_states(here / "chaos.ledger.jsonl")
+            accepted_in_kills = sum(1 for x in before_final.values() if x["status"] == "accepted")
             finals = 0
             while True:  # then to the end, faults still on
                 finals += 1
@@ -258,6 +260,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, told in order
                 "SIGKILLs": args.kills,
                 "SIGTERMs": args.sigterms,
                 "runs": sum(codes.values()),
+                "accepted while being killed": accepted_in_kills,
                 "exit codes": dict(sorted(codes.items())),
                 "rows settled in the ledger": len(states),
                 "ledger states": dict(sorted(settled.items())),
