@@ -737,3 +737,19 @@ def test_a_run_killed_during_reconciliation_reconciles_again(
     assert summary(result)["requests"] == 0
     assert final_states(ledger) == dict.fromkeys(range(1, 9), "accepted")
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 9), 1))
+
+
+def test_max_duration_starts_no_request_after_it_and_the_next_run_goes_on(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_command_module, "CampaignRun", CampaignRun)  # real pacing
+    campaign = write_campaign(tmp_path, numbers(30), rate=40, batch_size=2, concurrency=2)
+    first = run(emu, campaign, "--max-duration", "0.2", "--json")
+    assert first.exit_code == 3, first.output
+    document = summary(first)
+    assert document["stopped"] == "max_duration"
+    sent = inspect(emu, "stats")["recipients_accepted"]
+    assert 2 <= sent <= 14  # 0.2 s at 40/s in batches of 2, give or take one batch in flight
+    assert document["this_run"]["accepted"] == sent
+    assert run(emu, campaign).exit_code == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 31), 1))
