@@ -753,3 +753,38 @@ def test_max_duration_starts_no_request_after_it_and_the_next_run_goes_on(
     assert document["this_run"]["accepted"] == sent
     assert run(emu, campaign).exit_code == 0
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 31), 1))
+
+
+@pytest.mark.parametrize(("answer", "code", "sent"), [("n\n", 3, 0), ("y\n", 0, 5)])
+def test_on_a_terminal_real_sending_shows_the_preview_and_asks(
+    emu: RunningEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    code: int,
+    sent: int,
+) -> None:
+    monkeypatch.setattr(run_command_module, "_interactive", lambda: True)
+    monkeypatch.setattr(run_command_module, "_is_loopback", lambda _url: False)
+    campaign = write_campaign(tmp_path, numbers(5))
+    result = CliRunner().invoke(
+        cli,
+        ["run", str(campaign), "--base-url", emu.base_url],
+        env=CLI_ENV,
+        input=answer,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == code, result.output
+    assert "to send" in result.stdout  # the preview came first
+    assert "Send campaign test-run to" in result.stdout
+    assert inspect(emu, "stats")["recipients_accepted"] == sent
+
+
+def test_yes_never_asks(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_command_module, "_interactive", lambda: True)
+    monkeypatch.setattr(run_command_module, "_is_loopback", lambda _url: False)
+    result = run(emu, write_campaign(tmp_path, numbers(3)))
+    assert result.exit_code == 0, result.output
+    assert "Send campaign" not in result.stdout
