@@ -89,6 +89,7 @@ class CommsClient:
             "Accept": "application/json",
             "User-Agent": f"campaign/{__version__}",
         }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     def __repr__(self) -> str:
         return f"<CommsClient {self._state.value} base_url={self.base_url!r} credentials={self.credentials!r}>"
@@ -148,7 +149,7 @@ class CommsClient:
         headers = self._headers
         body = None
         if json is not None:
-            headers = {**headers, "Content-Type": "application/json"}
+            headers = self._json_headers
             body = orjson.dumps(json)
         request = Request(method, url, tuple(params), headers, body, self.timeout_s)
         return await self.retry.run(lambda: self._attempt(transport, request), retryable)

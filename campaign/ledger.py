@@ -29,9 +29,13 @@ before anything new is appended.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
+import functools
 import hashlib
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +43,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import anyio
 import orjson
 
 from campaign.exceptions import CampaignError
@@ -112,9 +115,21 @@ class LedgerLock:
             self._fd = None
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def now_text() -> str:
-    """The time stamp every ledger line carries: UTC, RFC 3339, milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time stamp every ledger line carries: UTC, RFC 3339, milliseconds.
+
+    Formatting a datetime costs more than a small ledger line's other work, so the text of
+    the current second is kept and only the milliseconds are added.
+    """
+    now = time.time()
+    second = int(now)
+    if _second[0] != second:
+        _second[0] = second
+        _second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +317,7 @@ class LedgerWriter:
         self._written_seq = 0  # lines handed to the OS
         self._queued_seq = 0  # lines buffered so far
         self._synced_seq = 0
-        self._sync_lock = anyio.Lock()
+        self._syncing: asyncio.Future[None] | None = None
         self._fd: int | None = None
         self._broken: LedgerError | None = None
 
@@ -381,24 +396,47 @@ class LedgerWriter:
         self._written_seq = upto
 
     async def durable(self) -> None:
-        """Return once every line written so far is on disk (fsync'd)."""
+        """Return once every line written so far is on disk (fsync'd).
+
+        Group commit: while one fsync runs (in a thread, so the loop goes on), callers
+        arriving meanwhile wait for it to end and then share the next one.
+        """
         if self._broken is not None:
             raise self._broken
         target = self._queued_seq
         while self._synced_seq < target:
-            async with self._sync_lock:
-                if self._synced_seq >= target:
-                    break  # a sync that ran while this one waited covered it
+            if self._syncing is not None:
+                if self._syncing.done():
+                    # Finished, its bookkeeping callback not yet run: let the loop run it
+                    # (awaiting a done future would not yield, and this would spin).
+                    await asyncio.sleep(0)
+                else:
+                    # shield: one waiter cancelled must not cancel the sync others wait on
+                    with contextlib.suppress(OSError):  # its own caller reports the failure
+                        await asyncio.shield(self._syncing)
                 if self._broken is not None:
                     raise self._broken  # the sync this one waited on failed
-                self._write_buffer()
-                upto = self._written_seq
-                fd = self._fd
-                if fd is None:
-                    raise LedgerError(f"{self.path}: the ledger is closed")
-                try:
-                    await anyio.to_thread.run_sync(os.fsync, fd)
-                except OSError as err:
-                    self._broken = self._error("sync", err)
-                    raise self._broken from None
-                self._synced_seq = upto
+                continue
+            self._write_buffer()
+            fd = self._fd
+            if fd is None:
+                raise LedgerError(f"{self.path}: the ledger is closed")
+            syncing = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+            # The bookkeeping runs as the sync's first callback, before any waiter wakes,
+            # so no waiter can find the sync finished but not yet accounted for.
+            syncing.add_done_callback(functools.partial(self._sync_done, self._written_seq))
+            self._syncing = syncing
+            try:
+                await asyncio.shield(syncing)
+            except OSError:
+                raise self._broken or self._error("sync", OSError()) from None
+
+    def _sync_done(self, upto: int, syncing: asyncio.Future[None]) -> None:
+        self._syncing = None
+        if syncing.cancelled():
+            return
+        error = syncing.exception()
+        if isinstance(error, OSError):
+            self._broken = self._error("sync", error)
+        elif error is None:
+            self._synced_seq = max(self._synced_seq, upto)

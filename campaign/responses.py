@@ -28,6 +28,10 @@ def operation_id_of(response: Response) -> str | None:
         data = orjson.loads(response.body) if response.body.strip() else None
     except orjson.JSONDecodeError:
         data = None
+    if isinstance(data, dict):
+        given = data.get("operationId")
+        if isinstance(given, str) and given.strip():
+            return given.strip()  # the documented answer: no need to look further
     named: list[Any] = []  # given as an id: any non-empty string will do
     located: list[Any] = []  # cut from a URI or an object: must look like an operation id
     if isinstance(data, dict):

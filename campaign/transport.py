@@ -69,6 +69,8 @@ class AiohttpTransport:
     def __init__(self, *, max_connections: int = 100) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
         state = "open" if self._session is not None and not self._session.closed else "closed"
@@ -95,39 +97,62 @@ class AiohttpTransport:
     async def handle(self, request: Request) -> Response:
         if self._session is None:
             raise RuntimeError("AiohttpTransport must be entered with `async with` before use")
-        url = yarl.URL(request.url, encoded=True)
-        timeout = aiohttp.ClientTimeout(
-            total=request.timeout_s, sock_connect=min(request.timeout_s, 10.0)
-        )
-        method, where = request.method, str(url.with_query(None))
+        url = self._url(request.url)
+        method = request.method
         try:
             async with self._session.request(
                 method,
                 url,
                 params=list(request.params) or None,
-                headers=dict(request.headers),
+                headers=request.headers,
                 data=request.body,
-                timeout=timeout,
+                timeout=self._timeout(request.timeout_s),
                 allow_redirects=False,
             ) as answer:
                 body = await answer.read()
                 return Response(answer.status, dict(answer.headers), body)
-        except aiohttp.ConnectionTimeoutError:
-            raise UnreachableError(
-                f"no connection within {timeout.sock_connect:g} s", method=method, url=where
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UnreachableError(_connect_failure(exc), method=method, url=where) from None
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"no answer within {request.timeout_s:g} s", method=method, url=where
-            ) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise ConnectionLostError(
-                f"the connection was lost before the answer came ({type(exc).__name__})",
-                method=method,
-                url=where,
-            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = _failure(exc, method, str(url.with_query(None)), request.timeout_s)
+            if failure is None:
+                raise
+            raise failure from None
+
+    def _url(self, text: str) -> yarl.URL:
+        # Parsing a URL costs more than the rest of a request's own work here: a run sends
+        # to one or two URLs, so each is parsed once (bounded, for long-lived clients).
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            url = self._urls[text] = yarl.URL(text, encoded=True)
+        return url
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(
+                total=seconds, sock_connect=min(seconds, 10.0)
+            )
+        return timeout
+
+
+def _failure(exc: BaseException, method: str, where: str, timeout_s: float) -> Exception | None:
+    """The campaign error for what aiohttp raised; None for anything it does not explain."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UnreachableError(
+            f"no connection within {min(timeout_s, 10.0):g} s", method=method, url=where
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UnreachableError(_connect_failure(exc), method=method, url=where)
+    if isinstance(exc, TimeoutError):
+        return RequestTimeoutError(f"no answer within {timeout_s:g} s", method=method, url=where)
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return ConnectionLostError(
+            f"the connection was lost before the answer came ({type(exc).__name__})",
+            method=method,
+            url=where,
+        )
+    return None
 
 
 def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
