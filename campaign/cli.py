@@ -7,7 +7,8 @@ Exit codes (`campaign.console.ExitCode`), the same for every command:
   port in use.
 - 2 bad input: options, arguments, files, or a request the API rejected as invalid (400).
 - 3 (`run`) stopped early with work left (--max-recipients, --max-duration, a signal).
-- 4 (`run`) everything was read, but some recipients are `in_doubt`.
+- 4 (`run`, `reconcile`) everything was read, but some recipients are `in_doubt`.
+- 5 (`run`, `reconcile`) another run of the campaign holds its ledger; nothing was done.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, told in order
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=20_000.0)
-    parser.add_argument("--kill-window-s", type=float, default=3.0, help="kill within this long")
+    parser.add_argument("--kill-window-s", type=float, default=6.0, help="kill within this long")
     parser.add_argument("--time-limit-s", type=float, default=1500.0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
