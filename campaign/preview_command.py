@@ -7,11 +7,13 @@ from pathlib import Path
 import click
 
 from campaign.console import ExitCode, emit_json, emit_table, fail, json_option, say
-from campaign.exceptions import CampaignFileError, RecipientsFileError, TemplateError
+from campaign.exceptions import RecipientsFileError
+from campaign.ledger import LedgerError, read_ledger
 from campaign.preview import Preview, preview_campaign
-from campaign.spec import load_spec
+from campaign.runtime import ledger_option, load_campaign
+from campaign.spec import CampaignSpec
 
-__all__ = ["preview_command", "show_preview"]
+__all__ = ["preview_command", "show_campaign_preview", "show_preview"]
 
 
 @click.command("preview")
@@ -23,14 +25,25 @@ __all__ = ["preview_command", "show_preview"]
     type=click.IntRange(0, 1000),
     help="How many rendered messages to show.",
 )
+@ledger_option
 @json_option
-def preview_command(campaign_file: Path, samples: int, as_json: bool) -> None:
+def preview_command(
+    campaign_file: Path, samples: int, ledger_path: Path | None, as_json: bool
+) -> None:
     """Check every row of a campaign and show what a run would send; sends nothing."""
+    spec, ledger = load_campaign(campaign_file, ledger_path)
+    show_campaign_preview(spec, ledger, samples=samples, as_json=as_json)
+
+
+def show_campaign_preview(spec: CampaignSpec, ledger: Path, *, samples: int, as_json: bool) -> None:
+    """The dry run of `preview` and `run --dry-run`: rows its ledger settled are not to send."""
     try:
-        spec = load_spec(campaign_file)
-        report = preview_campaign(spec, samples=samples)
-    except (CampaignFileError, RecipientsFileError, TemplateError) as exc:
+        state = read_ledger(ledger)
+        report = preview_campaign(spec, samples=samples, is_settled=state.is_settled)
+    except RecipientsFileError as exc:
         fail(str(exc), ExitCode.USAGE)
+    except LedgerError as exc:
+        fail(str(exc), ExitCode.FAILED)
     if as_json:
         emit_json(report.to_json())
     else:

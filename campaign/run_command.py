@@ -46,7 +46,7 @@ from campaign.ledger import (
     read_ledger,
 )
 from campaign.preview import preview_campaign
-from campaign.preview_command import show_preview
+from campaign.preview_command import show_campaign_preview, show_preview
 from campaign.resume import InputChangedError, check_ledger, open_ledger
 from campaign.runtime import (
     SETTLE_MARGIN_S,
@@ -119,14 +119,7 @@ def run_command(
     """Send every recipient of a campaign not yet settled in its ledger, at each pool's pace."""
     spec, ledger = load_campaign(campaign_file, ledger_path)
     if dry_run:
-        try:
-            state = read_ledger(ledger)
-            report = preview_campaign(spec, samples=samples, is_settled=state.is_settled)
-        except RecipientsFileError as exc:
-            fail(str(exc), ExitCode.USAGE)
-        except LedgerError as exc:
-            fail(str(exc), ExitCode.FAILED)
-        emit_json(report.to_json()) if as_json else show_preview(report)
+        show_campaign_preview(spec, ledger, samples=samples, as_json=as_json)
         return
     options = _Options(
         limits=RunLimits(max_recipients=max_recipients, max_duration_s=max_duration),

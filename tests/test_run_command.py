@@ -788,3 +788,22 @@ def test_yes_never_asks(
     result = run(emu, write_campaign(tmp_path, numbers(3)))
     assert result.exit_code == 0, result.output
     assert "Send campaign" not in result.stdout
+
+
+def test_preview_reads_the_ledger_like_dry_run(emu: RunningEmulator, tmp_path: Path) -> None:
+    campaign = write_campaign(tmp_path, numbers(10))
+    elsewhere = tmp_path / "elsewhere.ledger.jsonl"
+    assert run(emu, campaign, "--max-recipients", "4", "--ledger", str(elsewhere)).exit_code == 3
+
+    def preview(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(
+            cli, ["preview", str(campaign), "--json", *args], env=CLI_ENV, catch_exceptions=False
+        )
+        assert result.exit_code == 0, result.output
+        document: dict[str, Any] = json.loads(result.stdout)
+        return document
+
+    assert preview()["already_settled"] == 0  # the campaign's own ledger does not exist
+    with_ledger = preview("--ledger", str(elsewhere))
+    assert with_ledger["already_settled"] == 4
+    assert with_ledger["to_send"] == 6
