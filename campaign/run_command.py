@@ -3,7 +3,8 @@
 Exit codes: 0 every row settled; 1 the run could not go on (credentials, unknown pool,
 ledger unwritable, server unreachable); 2 bad campaign file, input or options; 3 stopped
 early with work left (--max-recipients, --max-duration, a signal): run again to go on;
-4 the input was read to the end but some recipients are `in_doubt`.
+4 the input was read to the end but some recipients are `in_doubt`; 5 another run of the
+campaign holds its ledger (nothing was done).
 """
 
 from __future__ import annotations
