@@ -223,8 +223,7 @@ class LedgerState:
             self.open_intents.pop(line["batch"], None)
         elif kind == "absent":
             row = line["row"]
-            if self.in_doubt.pop(row, None) is not None:
-                self.counts["in_doubt"] -= 1
+            if self._leave_doubt(row):
                 self.unsent.add(row)
         elif kind == "run":
             self.runs = max(self.runs, int(line["run"]))
@@ -248,16 +247,18 @@ class LedgerState:
         if row in self.unsent:
             # Sent again after reconciliation proved it absent: this is its state now.
             self.unsent.discard(row)
-        elif not self._settle(row):
-            # A row settled before changes state only out of in_doubt (reconciliation).
-            previous = "in_doubt" if row in self.in_doubt else None
-            if previous is None:
-                return
-            self.counts[previous] -= 1
-            del self.in_doubt[row]
+        elif not self._settle(row) and not self._leave_doubt(row):
+            return  # a row settled before changes state only out of in_doubt
         self.counts[status] += 1
         if status == "in_doubt":
             self.in_doubt[row] = batch or ""
+
+    def _leave_doubt(self, row: int) -> bool:
+        """Take `row` out of in_doubt (reconciliation settled it); False if it was not in it."""
+        if self.in_doubt.pop(row, None) is None:
+            return False
+        self.counts["in_doubt"] -= 1
+        return True
 
     def orphaned_rows(self) -> Iterator[tuple[str, _OpenIntent, int]]:
         """Rows of open intents that never got a line: their request's fate is unknown."""

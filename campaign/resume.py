@@ -89,11 +89,21 @@ def check_ledger(
 
 
 def open_ledger(
-    spec: CampaignSpec, path: Path, *, force: bool = False, state: LedgerState | None = None
+    spec: CampaignSpec,
+    path: Path,
+    *,
+    force: bool = False,
+    state: LedgerState | None = None,
+    checked: tuple[InputFingerprint, list[str]] | None = None,
 ) -> OpenedLedger:
-    """Read, check and open the ledger at `path` for a new run of `spec`."""
+    """Read, check and open the ledger at `path` for a new run of `spec`.
+
+    `checked` is what `check_ledger` already said of this `state`, so that the input file
+    is not hashed a second time.
+    """
     state = state if state is not None else read_ledger(path)
-    current, notes = check_ledger(spec, state, path, force=force)
+    current, notes = checked or check_ledger(spec, state, path, force=force)
+    notes = list(notes)
     writer = LedgerWriter(path, state)
     writer.open()
     try:

@@ -42,6 +42,7 @@ from campaign.exceptions import (
 )
 from campaign.ledger import (
     SETTLED_STATES,
+    InputFingerprint,
     LedgerError,
     LedgerState,
     read_ledger,
@@ -161,6 +162,7 @@ class _Sending:
         self.spec, self.ledger, self.options = spec, ledger, options
         self.state = LedgerState()
         self.run: CampaignRun | None = None
+        self.checked: tuple[InputFingerprint, list[str]] | None = None
         self.expected: int | None = None  # recipients to send, when a preview counted them
 
     def start(self) -> ExitCode:
@@ -169,7 +171,8 @@ class _Sending:
         as_json = options.as_json
         try:
             self.state = read_ledger(ledger)
-            check_ledger(spec, self.state, ledger, force=options.force)  # refuse before asking
+            # Refuse before asking anything; kept, so the input is hashed once.
+            self.checked = check_ledger(spec, self.state, ledger, force=options.force)
         except (RecipientsFileError, InputChangedError) as exc:
             fail(str(exc), ExitCode.USAGE)
         except LedgerError as exc:
@@ -210,7 +213,9 @@ class _Sending:
         ) as client:
             for pool in sorted({pool.id for pool in spec.pools.values()}):
                 await check_pool(client, pool)
-            opened = open_ledger(spec, self.ledger, force=options.force, state=self.state)
+            opened = open_ledger(
+                spec, self.ledger, force=options.force, state=self.state, checked=self.checked
+            )
             for note in opened.notes:
                 warn(note)
             run = self.run = CampaignRun(
