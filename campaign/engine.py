@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
 import anyio
@@ -53,7 +53,7 @@ from campaign.exceptions import (
 )
 from campaign.ledger import LedgerError, LedgerWriter, now_text
 from campaign.pacing import PoolPacer
-from campaign.recipients import RecipientRow, read_campaign_recipients
+from campaign.recipients import KeptKeys, RecipientRow, read_campaign_recipients
 from campaign.reconcile import Reconciliation, reconcile
 from campaign.resources import MessageBatch, Recipient
 from campaign.retries import Retryable
@@ -111,6 +111,8 @@ class CampaignRun:
     `stop(reason)` asks for a clean stop: no new batches, in-flight requests finish.
     `settle_s` is how long a request may still be in the API's hands after its intent
     (the client's timeout and a margin): reconciliation waits that long before listing.
+    `kept_keys` keeps the reader's dedupe keys between runs, so that the rows every
+    earlier run settled (up to the ledger's watermark) are not read again.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class CampaignRun:
         limits: RunLimits | None = None,
         settle_s: float = 35.0,
         resend_in_doubt: bool = False,
+        kept_keys: KeptKeys | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
@@ -133,6 +136,7 @@ class CampaignRun:
         self.outcome = RunOutcome()
         self.settle_s = settle_s
         self.resend_in_doubt = resend_in_doubt
+        self._kept_keys = kept_keys
         self._run_number = run_number
         self._taken = 0  # recipients handed to workers, for --max-recipients
         self._batches = 0
@@ -249,9 +253,17 @@ class CampaignRun:
         spec = self.spec
         batch_size = spec.sending.batch_size
         limit = self.limits.max_recipients
-        is_settled = self.writer.state.is_settled
+        state = self.writer.state
+        is_settled = state.is_settled
+        kept = self._kept_keys
+        if kept is not None:
+            # Every row up to the watermark is settled, but for those proven absent since.
+            through = min(state.watermark, min(state.unsent, default=state.watermark + 1) - 1)
+            kept = replace(kept, settled_through=through)
         pending: dict[str, list[_Entry]] = {}
-        with read_campaign_recipients(spec, self._template.required_variables) as rows:
+        required = self._template.required_variables
+        with read_campaign_recipients(spec, required, kept=kept) as rows:
+            self.outcome.rows_read += rows.skipped
             for row in rows:
                 self.outcome.rows_read += 1
                 if self.outcome.rows_read % _YIELD_EVERY == 0:
@@ -511,4 +523,3 @@ async def _take(receive: MemoryObjectReceiveStream[_Batch]) -> _Batch | None:
             return None
     except anyio.EndOfStream:
         return None
-

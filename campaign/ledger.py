@@ -48,6 +48,7 @@ import orjson
 from campaign.exceptions import CampaignError
 
 __all__ = [
+    "KEYS_SUFFIX",
     "SETTLED_STATES",
     "InputFingerprint",
     "LedgerBusyError",
@@ -61,6 +62,9 @@ __all__ = [
 ]
 
 VERSION: Final = 1
+# `<ledger>.keys`: the addresses read so far (campaign.dedupe.KeySet.kept), so that a
+# resumed run need not read the settled rows again; safe to delete (rebuilt when missing).
+KEYS_SUFFIX: Final = ".keys"
 SETTLED_STATES: Final = ("accepted", "failed", "invalid", "duplicate", "suppressed", "in_doubt")
 _CHUNK: Final = 1 << 20
 _BUFFER_LIMIT: Final = 1 << 20  # result lines are handed to the OS at least every MiB
@@ -180,6 +184,7 @@ class LedgerState:
     header: dict[str, Any] | None = None
     runs: int = 0
     spec_hash: str | None = None  # of the latest run
+    input: dict[str, Any] | None = None  # the recipients file as the latest run saw it
     counts: Counter[str] = field(default_factory=Counter)  # rows by their last state
     in_doubt: dict[int, str] = field(default_factory=dict)  # row -> batch of its request
     doubt_batches: dict[str, tuple[str, str]] = field(default_factory=dict)  # batch -> pool, at
@@ -228,9 +233,11 @@ class LedgerState:
         elif kind == "run":
             self.runs = max(self.runs, int(line["run"]))
             self.spec_hash = line.get("spec_hash")
+            self.input = line.get("input") or self.input
         elif kind == "header":
             self.header = line
             self.spec_hash = line.get("spec_hash")
+            self.input = line.get("input")
 
     def _recipient(self, line: dict[str, Any]) -> None:
         row: int = line["row"]

@@ -123,8 +123,10 @@ def open_csv(
     pool_field: str | None,
     default_region: str | None,
     delimiter: str,
+    skip: int = 0,
 ) -> tuple[tuple[str, ...], Iterator[list[Record]]]:
-    """Read and check the header; the variable names and the batches of records after it."""
+    """Read and check the header; the variable names and the batches of records after it,
+    leaving out the first `skip` records (only counted, ~0.2 µs each)."""
     # strict: a stray quote or a quoted field left open is a bad row, not silently mended.
     reader = csv.reader(handle, delimiter=delimiter, strict=True)
     try:
@@ -142,7 +144,7 @@ def open_csv(
     kept = [i for i, name in enumerate(names) if name and i != address_index]
     columns = tuple(names[i] for i in kept)
     variables_of = _variables_builder(columns, kept)
-    return columns, _csv_batches(reader, len(names), address_index, variables_of)
+    return columns, _csv_batches(reader, len(names), address_index, variables_of, skip)
 
 
 def _variables_builder(
@@ -204,6 +206,7 @@ def _csv_batches(
     width: int,
     address_index: int,
     variables_of: Callable[[list[str]], dict[str, str]],
+    skip: int,
 ) -> Iterator[list[Record]]:
     row = 0
     batch: list[Record] = []
@@ -215,6 +218,9 @@ def _csv_batches(
                     last = reader.line_num
                     continue  # a blank line, as csv.DictReader skips it
                 row += 1
+                if row <= skip:
+                    last = reader.line_num
+                    continue
                 if len(record) == width:
                     batch.append((row, record[address_index], variables_of(record), None))
                 else:
@@ -233,7 +239,8 @@ def _csv_batches(
             problem = str(error)
             if problem == "unexpected end of data":
                 problem = "a quoted field is never closed"
-            batch.append((row, "", {}, f"{where}: {problem}"))
+            if row > skip:
+                batch.append((row, "", {}, f"{where}: {problem}"))
             last = reader.line_num
             continue
         break
@@ -249,10 +256,10 @@ def _lines(first: int, last: int) -> str:
 
 
 def open_jsonl(
-    path: Path, handle: Any, address_field: str, encoding: str
+    path: Path, handle: Any, address_field: str, encoding: str, skip: int = 0
 ) -> Iterator[list[Record]]:
     """Check that the file starts like JSONL and that the address field appears early on;
-    the records from the start."""
+    the records from the start, leaving out the first `skip` (only counted)."""
     utf8 = is_utf8(encoding)
     first: dict[str, Any] | None = None
     found = False
@@ -296,7 +303,7 @@ def open_jsonl(
             hint="set [recipients] address to the field that holds the phone number",
         )
     handle.seek(0)
-    return _jsonl_batches(handle, address_field, utf8, encoding)
+    return _jsonl_batches(handle, address_field, utf8, encoding, skip)
 
 
 def _json_kind(value: object) -> str:
@@ -312,7 +319,7 @@ def _json_kind(value: object) -> str:
 
 
 def _jsonl_batches(
-    handle: Any, address_field: str, utf8: bool, encoding: str
+    handle: Any, address_field: str, utf8: bool, encoding: str, skip: int
 ) -> Iterator[list[Record]]:
     row = 0
     batch: list[Record] = []
@@ -323,6 +330,8 @@ def _jsonl_batches(
         if not line.strip():
             continue
         row += 1
+        if row <= skip:
+            continue
         try:
             value = loads(line if utf8 else line.decode(encoding))
         except orjson.JSONDecodeError as error:

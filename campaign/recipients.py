@@ -46,8 +46,10 @@ NamedTuples rather than frozen dataclasses because a frozen dataclass's ``__init
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, Self
 
@@ -62,6 +64,7 @@ __all__ = [
     "CHANNELS",
     "REASONS",
     "VERDICTS",
+    "KeptKeys",
     "RecipientRow",
     "Recipients",
     "read_campaign_recipients",
@@ -100,12 +103,28 @@ class RecipientRow(NamedTuple):
     detail: str | None  # human words: what is malformed, missing, or which row it repeats
 
 
+@dataclass(frozen=True, slots=True)
+class KeptKeys:
+    """Keep the dedupe keys in a file between runs of one campaign (`KeySet.kept`), so that
+    a resumed run reads rows up to `settled_through` (all settled already) no more.
+
+    `input_was` and `input_now` are fingerprints of the recipients file (any text that
+    changes with its bytes): as the run that last used the keys saw it, when that file is
+    known to be a prefix of today's (else None: the keys start afresh), and as it is now."""
+
+    path: Path
+    input_was: str | None
+    input_now: str
+    settled_through: int = 0
+
+
 class Recipients:
     """The rows of one recipients file, in file order; iterate once.  Holds an open file and
     temporary dedupe storage: `close()` it, or use it as a context manager, or exhaust it.
 
     `columns` is the CSV header's variable names in order (empty for JSONL); `suppression`
-    describes the suppression list read, if any."""
+    describes the suppression list read, if any; `skipped` counts the rows at the start left
+    out because `KeptKeys` said they are settled."""
 
     def __init__(
         self,
@@ -115,11 +134,13 @@ class Recipients:
         suppression: SuppressionList | None,
         rows: Iterator[RecipientRow],
         resources: list[Any],
+        skipped: int = 0,
     ) -> None:
         self.path = path
         self.format = file_format
         self.columns = columns
         self.suppression = suppression
+        self.skipped = skipped
         self._rows = rows
         self._resources = resources
 
@@ -163,6 +184,7 @@ def read_recipients(
     delimiter: str = ",",
     encoding: str = "utf-8",
     work_dir: Path | None = None,
+    kept: KeptKeys | None = None,
 ) -> Recipients:
     """Open the recipients file at `path` and return its rows as they will be settled.
 
@@ -171,7 +193,8 @@ def read_recipients(
     satisfy.  `channel` is every row's channel unless `channel_field` names a column that
     picks it per row; `pool_field` likewise picks a pool alias from `pools`.  `work_dir` is
     where the temporary dedupe store goes (default: the system temporary directory); it
-    grows by ~20 bytes per distinct address.
+    grows by ~20 bytes per distinct address.  With `kept`, the store is that file instead,
+    and rows it shows were read before, up to `kept.settled_through`, are left out.
     """
     if format not in ("csv", "jsonl"):
         raise ValueError(f"format must be 'csv' or 'jsonl', not {format!r}")
@@ -193,7 +216,35 @@ def read_recipients(
         required=tuple(sorted(required_variables - {address_field})),
     )
     resources: list[Any] = []
+    skip = 0
     try:
+        # 16 bits of bitmap per byte of file, at most 16 MiB: a small file gets a small one,
+        # and any file over 8 MB (~250,000 rows) the same, so memory stays flat beyond that.
+        bits = 1 << max(16, min(27, (size * 16).bit_length()))
+        if kept is None:
+            seen = KeySet(directory=work_dir, bitmap_bits=bits)
+        else:
+            settings = _reader_settings(
+                format, checks, sorted(required_variables), suppression, delimiter, encoding
+            )
+            accept = {_identity(settings, kept.input_now)}
+            if kept.input_was is not None:
+                accept.add(_identity(settings, kept.input_was))
+            try:
+                seen = KeySet.kept(
+                    kept.path,
+                    accept=accept,
+                    identity=_identity(settings, kept.input_now),
+                    bitmap_bits=bits,
+                )
+            except (OSError, sqlite3.Error) as error:
+                raise RecipientsFileError(
+                    str(kept.path),
+                    f"cannot keep the addresses read so far here: {error}",
+                    hint="free disk space there, or make the ledger's folder writable",
+                ) from None
+            skip = min(kept.settled_through, seen.covered)
+        resources.append(seen)
         if format == "csv":
             handle = path.open(encoding=text_encoding(encoding), newline="")
             resources.append(handle)
@@ -205,11 +256,12 @@ def read_recipients(
                 pool_field=pool_field,
                 default_region=default_region,
                 delimiter=delimiter,
+                skip=skip,
             )
         else:
             binary = path.open("rb")
             resources.append(binary)
-            columns, records = (), open_jsonl(path, binary, address_field, encoding)
+            columns, records = (), open_jsonl(path, binary, address_field, encoding, skip)
         blocked: KeySet | None = None
         summary: SuppressionList | None = None
         if suppression is not None:
@@ -222,20 +274,19 @@ def read_recipients(
                 work_dir=work_dir,
             )
             resources.append(blocked)
-        # 16 bits of bitmap per byte of file, at most 16 MiB: a small file gets a small one,
-        # and any file over 8 MB (~250,000 rows) the same, so memory stays flat beyond that.
-        bits = 1 << max(16, min(27, (size * 16).bit_length()))
-        seen = KeySet(directory=work_dir, bitmap_bits=bits)
-        resources.append(seen)
     except BaseException:
         _close_all(resources)
         raise
     rows = _settled(path, records, checks, seen, blocked, resources)
-    return Recipients(path, format, columns, summary, rows, resources)
+    return Recipients(path, format, columns, summary, rows, resources, skip)
 
 
 def read_campaign_recipients(
-    spec: CampaignSpec, required_variables: frozenset[str], *, work_dir: Path | None = None
+    spec: CampaignSpec,
+    required_variables: frozenset[str],
+    *,
+    work_dir: Path | None = None,
+    kept: KeptKeys | None = None,
 ) -> Recipients:
     """`read_recipients` as a campaign file says: the one way preview and run open a list."""
     recipients = spec.recipients
@@ -254,7 +305,45 @@ def read_campaign_recipients(
         delimiter=recipients.delimiter,
         encoding=recipients.encoding,
         work_dir=work_dir,
+        kept=kept,
     )
+
+
+_KEYS_VERSION: Final = 1  # of how rows become keys: a change here starts kept keys afresh
+
+
+def _reader_settings(
+    file_format: str,
+    checks: _Checks,
+    required: list[str],
+    suppression: Path | None,
+    delimiter: str,
+    encoding: str,
+) -> str:
+    """Everything besides the input's bytes that decides a row's key or whether it gets one."""
+    blocked = None
+    if suppression is not None:
+        try:
+            stat = suppression.stat()
+            blocked = [str(suppression.resolve()), stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            blocked = [str(suppression)]  # load_suppression says what is wrong with it
+    return repr(
+        (
+            _KEYS_VERSION,
+            file_format,
+            [getattr(checks, name) for name in _Checks.__slots__ if name != "pools"],
+            sorted(checks.pools),
+            required,
+            blocked,
+            delimiter,
+            encoding,
+        )
+    )
+
+
+def _identity(settings: str, input_fingerprint: str) -> str:
+    return hashlib.sha256(f"{settings}\n{input_fingerprint}".encode()).hexdigest()
 
 
 def _close_all(resources: list[Any]) -> None:
@@ -333,6 +422,7 @@ def _settled(
             rows, positions, keys = _check(records, checks)
             if positions:
                 _settle(rows, positions, keys, seen, blocked)
+            seen.cover(records[-1][0])
             yield from rows
     except UnicodeDecodeError as error:
         # Only if the file changed after check_list_file() decoded all of it.
@@ -443,6 +533,7 @@ def _settle(
     base = rows[0].row
     firsts = seen.add(keys, [base + position for position in positions])
     for position, first in zip(positions, firsts, strict=True):
-        if first:
+        # A kept store may hold this very row's key, from a run that read it before.
+        if first and first != base + position:
             detail = f"same address and channel as row {first}"
             rows[position] = rows[position]._replace(verdict="duplicate", detail=detail)

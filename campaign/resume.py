@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from campaign.exceptions import CampaignError
 from campaign.ledger import (
@@ -29,7 +30,7 @@ from campaign.ledger import (
 )
 from campaign.spec import CampaignSpec
 
-__all__ = ["InputChangedError", "OpenedLedger", "open_ledger"]
+__all__ = ["InputChangedError", "LedgerCheck", "OpenedLedger", "check_ledger", "open_ledger"]
 
 ORPHAN_ERROR = "no answer was recorded: the run that sent it stopped first"
 
@@ -45,47 +46,61 @@ class OpenedLedger:
     notes: list[str] = field(default_factory=list)  # warnings for the person running it
 
 
-def check_ledger(
-    spec: CampaignSpec, state: LedgerState, path: Path, *, force: bool
-) -> tuple[InputFingerprint, list[str]]:
-    """The input's fingerprint and warnings; raises when the ledger is not this campaign's."""
+class LedgerCheck(NamedTuple):
+    """What `check_ledger` found: the input now, warnings, and the input as the ledger last
+    recorded it when today's file is that same file or it with rows appended (else None)."""
+
+    current: InputFingerprint
+    notes: list[str]
+    extends: InputFingerprint | None = None
+
+
+def check_ledger(spec: CampaignSpec, state: LedgerState, path: Path, *, force: bool) -> LedgerCheck:
+    """The input's fingerprint and warnings; raises when the ledger is not this campaign's.
+
+    The input is compared with the latest run's record of it (the header's for ledgers
+    written before runs recorded it), so rows appended and sent in one run cannot be edited
+    unnoticed before the next."""
     header = state.header
     notes: list[str] = []
     if header is None:
         current, _ = fingerprint(spec.recipients.path)
-        return current, notes
+        return LedgerCheck(current, notes)
     if header.get("campaign") != spec.name:
         raise LedgerError(
             f"{path}: this ledger belongs to campaign {header.get('campaign')!r}, not "
             f"{spec.name!r}; give this campaign its own ledger ([ledger] path or --ledger)"
         )
-    recorded = header.get("input") or {}
+    recorded = state.input or {}
     size = int(recorded.get("size", -1))
     current, prefix_hash = fingerprint(spec.recipients.path, prefix_size=max(size, 0))
+    extends: InputFingerprint | None = None
+    if size >= 0 and prefix_hash == recorded.get("sha256"):
+        extends = InputFingerprint(current.path, size, prefix_hash)
     if current.sha256 != recorded.get("sha256"):
-        if current.size > size >= 0 and prefix_hash == recorded.get("sha256"):
+        if current.size > size >= 0 and extends is not None:
             notes.append(
                 f"{spec.recipients.path} has grown by {current.size - size:,} bytes since the "
-                "ledger began; the new rows will be sent"
+                "last run; the new rows will be sent"
             )
         elif force:
             notes.append(
-                f"{spec.recipients.path} changed since the ledger began; going on (--force): "
+                f"{spec.recipients.path} changed since the last run; going on (--force): "
                 "rows are matched by number, so an edited row is not sent again"
             )
         else:
             raise InputChangedError(
-                f"{spec.recipients.path}: the recipients file changed since the ledger "
-                f"{path} began (rows edited, removed or reordered, not just appended), so its "
-                "row numbers may now mean other people; restore the file, start a new ledger "
-                "(--ledger), or pass --force to go on anyway"
+                f"{spec.recipients.path}: the recipients file changed since the last run on "
+                f"the ledger {path} (rows edited, removed or reordered, not just appended), so "
+                "its row numbers may now mean other people; restore the file, start a new "
+                "ledger (--ledger), or pass --force to go on anyway"
             )
     if state.spec_hash is not None and state.spec_hash != spec.spec_hash:
         notes.append(
             "the campaign file changed since the last run (rate, batch, text, ...); rows "
             "already settled keep their state"
         )
-    return current, notes
+    return LedgerCheck(current, notes, extends)
 
 
 def open_ledger(
@@ -94,7 +109,7 @@ def open_ledger(
     *,
     force: bool = False,
     state: LedgerState | None = None,
-    checked: tuple[InputFingerprint, list[str]] | None = None,
+    checked: LedgerCheck | None = None,
 ) -> OpenedLedger:
     """Read, check and open the ledger at `path` for a new run of `spec`.
 
@@ -102,7 +117,7 @@ def open_ledger(
     is not hashed a second time.
     """
     state = state if state is not None else read_ledger(path)
-    current, notes = checked or check_ledger(spec, state, path, force=force)
+    current, notes, _ = checked or check_ledger(spec, state, path, force=force)
     notes = list(notes)
     writer = LedgerWriter(path, state)
     writer.open()
@@ -120,7 +135,13 @@ def open_ledger(
             )
         run_number = state.runs + 1
         writer.write(
-            {"type": "run", "run": run_number, "spec_hash": spec.spec_hash, "at": now_text()}
+            {
+                "type": "run",
+                "run": run_number,
+                "spec_hash": spec.spec_hash,
+                "input": {"size": current.size, "sha256": current.sha256},
+                "at": now_text(),
+            }
         )
         orphans = list(state.orphaned_rows())
         for batch, intent, row in orphans:

@@ -41,15 +41,16 @@ from campaign.exceptions import (
     RequestRejectedError,
 )
 from campaign.ledger import (
+    KEYS_SUFFIX,
     SETTLED_STATES,
-    InputFingerprint,
     LedgerError,
     LedgerState,
     read_ledger,
 )
 from campaign.preview import preview_campaign
 from campaign.preview_command import show_campaign_preview, show_preview
-from campaign.resume import InputChangedError, check_ledger, open_ledger
+from campaign.recipients import KeptKeys
+from campaign.resume import InputChangedError, LedgerCheck, check_ledger, open_ledger
 from campaign.runtime import (
     SETTLE_MARGIN_S,
     api_client,
@@ -162,7 +163,7 @@ class _Sending:
         self.spec, self.ledger, self.options = spec, ledger, options
         self.state = LedgerState()
         self.run: CampaignRun | None = None
-        self.checked: tuple[InputFingerprint, list[str]] | None = None
+        self.checked: LedgerCheck | None = None
         self.expected: int | None = None  # recipients to send, when a preview counted them
 
     def start(self) -> ExitCode:
@@ -206,6 +207,17 @@ class _Sending:
         if not click.confirm(f"Send campaign {self.spec.name} to {url or 'the API'}?"):
             fail("nothing sent", ExitCode.STOPPED)
 
+    def _kept_keys(self) -> KeptKeys | None:
+        """Where the reader keeps its dedupe keys between runs: beside the ledger."""
+        if self.checked is None:
+            return None
+        current, _, extends = self.checked
+        return KeptKeys(
+            path=self.ledger.with_name(self.ledger.name + KEYS_SUFFIX),
+            input_was=None if extends is None else f"{extends.size}:{extends.sha256}",
+            input_now=f"{current.size}:{current.sha256}",
+        )
+
     async def main(self) -> None:
         spec, options = self.spec, self.options
         async with api_client(
@@ -226,6 +238,7 @@ class _Sending:
                 limits=options.limits,
                 settle_s=options.timeout_s + SETTLE_MARGIN_S,
                 resend_in_doubt=options.resend_in_doubt,
+                kept_keys=self._kept_keys(),
             )
             log.info(
                 "campaign.run_started",

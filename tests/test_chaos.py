@@ -36,9 +36,7 @@ def test_a_campaign_killed_at_random_ends_with_everyone_sent_once() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    figures = dict(
-        line.rsplit(None, 1) for line in done.stdout.splitlines() if line[:1].isalpha()
-    )
+    figures = dict(line.rsplit(None, 1) for line in done.stdout.splitlines() if line[:1].isalpha())
     assert figures["chaos:"] == "PASS"
     assert figures["duplicates (by row tag)"] == "0"
     assert figures["missing (accepted in ledger, not in emulator)"] == "0"

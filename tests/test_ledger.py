@@ -839,10 +839,11 @@ def test_a_new_ledger_gets_a_header_and_run_one(tmp_path: Path) -> None:
 def test_checking_a_new_ledger_gives_the_inputs_fingerprint(tmp_path: Path) -> None:
     """check_ledger on an empty state fingerprints the recipients file and has nothing to say."""
     spec = campaign(tmp_path)
-    current, notes = check_ledger(spec, LedgerState(), spec.ledger_path, force=False)
+    current, notes, extends = check_ledger(spec, LedgerState(), spec.ledger_path, force=False)
     data = (tmp_path / "people.csv").read_bytes()
     assert (current.size, current.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     assert notes == []
+    assert extends is None  # nothing recorded yet that today's file could extend
 
 
 def test_the_next_run_appends_run_two_and_no_second_header(tmp_path: Path) -> None:
@@ -922,7 +923,7 @@ def test_force_goes_on_with_an_edited_file_and_says_so(tmp_path: Path, edited: s
     run_number, notes = run_once(spec, spec.ledger_path, force=True)
     assert run_number == 2
     assert len(notes) == 1
-    assert "changed since the ledger began; going on (--force)" in notes[0]
+    assert "changed since the last run; going on (--force)" in notes[0]
 
 
 def test_a_changed_campaign_file_is_allowed_with_a_note(tmp_path: Path) -> None:
