@@ -248,10 +248,14 @@ class LedgerState:
             if intent is not None:
                 if status == "in_doubt":
                     self.doubt_batches[batch] = (intent.pool, intent.at)
-                intent.waiting.discard(row)
-                if not intent.waiting:
+                waiting = intent.waiting
+                waiting.discard(row)
+                if not waiting:
                     del self.open_intents[batch]
-        if row in self.unsent:
+        if row == self.watermark + 1 and not self.above and row not in self.unsent:
+            # The common case, a ledger read back in row order: `_settle` in one step.
+            self.watermark = row
+        elif row in self.unsent:
             # Sent again after reconciliation proved it absent: this is its state now.
             self.unsent.discard(row)
         elif not self._settle(row) and not self._leave_doubt(row):
@@ -286,16 +290,22 @@ def read_ledger(path: Path) -> LedgerState:
             f"{path}: cannot read the ledger: {err.strerror or err}; check its permissions"
         ) from None
     offset = 0
+    loads = orjson.loads
+    record = state.record
+    recipient = state._recipient  # most lines: one call fewer each (~10% of the read)
     with handle:
         for number, line in enumerate(handle, start=1):
-            if not line.endswith(b"\n"):
+            if line[-1:] != b"\n":
                 state.torn_tail = True  # a crash cut the last write short: not counted
                 break
             try:
-                document = orjson.loads(line)
-                if not isinstance(document, dict):
+                document = loads(line)
+                if document.__class__ is not dict:
                     raise TypeError("not an object")
-                state.record(document)
+                if document.get("type") == "recipient":
+                    recipient(document)
+                else:
+                    record(document)
             except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as err:
                 raise LedgerError(
                     f"{path}: line {number} is not a ledger line ({err}); the ledger was "

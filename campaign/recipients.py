@@ -109,8 +109,9 @@ class KeptKeys:
     a resumed run reads rows up to `settled_through` (all settled already) no more.
 
     `input_was` and `input_now` are fingerprints of the recipients file (any text that
-    changes with its bytes): as the run that last used the keys saw it, when that file is
-    known to be a prefix of today's (else None: the keys start afresh), and as it is now."""
+    changes with its bytes): as the ledger's last run saw it, when that file is known to be
+    today's or a prefix of it (else None, as for a new ledger: the keys start afresh), and
+    as it is now."""
 
     path: Path
     input_was: str | None
@@ -227,9 +228,10 @@ def read_recipients(
             settings = _reader_settings(
                 format, checks, sorted(required_variables), suppression, delimiter, encoding
             )
-            accept = {_identity(settings, kept.input_now)}
+            # Nothing recorded to compare with (a new ledger, an edited input): afresh.
+            accept = set()
             if kept.input_was is not None:
-                accept.add(_identity(settings, kept.input_was))
+                accept = {_identity(settings, kept.input_was), _identity(settings, kept.input_now)}
             try:
                 seen = KeySet.kept(
                     kept.path,
