@@ -133,6 +133,9 @@ class KeySet:
                 self._db.execute(_CREATE_KEYS)
             else:
                 _set_pragmas(self._db, cache_kib, "WAL", "NORMAL")
+        except BaseException:
+            self._cleanup()  # closes the connection: nothing half-open is left behind
+            raise
         finally:
             if _kept is None:
                 with contextlib.suppress(OSError):
@@ -162,7 +165,13 @@ class KeySet:
                 # Created by us first, so that SQLite keeps these permissions: keys are
                 # phone numbers.
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            keys = cls(bitmap_bits=bitmap_bits, flush_at=flush_at, cache_kib=cache_kib, _kept=path)
+            try:
+                # Opening may already find the file is no database (its first pragmas read it).
+                keys = cls(
+                    bitmap_bits=bitmap_bits, flush_at=flush_at, cache_kib=cache_kib, _kept=path
+                )
+            except sqlite3.DatabaseError:
+                continue  # not a store we can read: start it afresh
             try:
                 if keys._resume(accept, identity):
                     return keys

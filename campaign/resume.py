@@ -74,11 +74,12 @@ def check_ledger(spec: CampaignSpec, state: LedgerState, path: Path, *, force: b
     recorded = state.input or {}
     size = int(recorded.get("size", -1))
     current, prefix_hash = fingerprint(spec.recipients.path, prefix_size=max(size, 0))
+    same_start = size >= 0 and prefix_hash == recorded.get("sha256")
     extends: InputFingerprint | None = None
-    if size >= 0 and prefix_hash == recorded.get("sha256"):
+    if same_start and (current.size == size or _ends_a_line(spec.recipients.path, size)):
         extends = InputFingerprint(current.path, size, prefix_hash)
     if current.sha256 != recorded.get("sha256"):
-        if current.size > size >= 0 and extends is not None:
+        if current.size > size >= 0 and same_start:
             notes.append(
                 f"{spec.recipients.path} has grown by {current.size - size:,} bytes since the "
                 "last run; the new rows will be sent"
@@ -101,6 +102,16 @@ def check_ledger(spec: CampaignSpec, state: LedgerState, path: Path, *, force: b
             "already settled keep their state"
         )
     return LedgerCheck(current, notes, extends)
+
+
+def _ends_a_line(path: Path, size: int) -> bool:
+    """Whether the file's first `size` bytes end with a line: bytes appended after them are
+    new rows, not more of the last old row (whose kept dedupe key would then be stale)."""
+    if size == 0:
+        return True
+    with path.open("rb") as handle:
+        handle.seek(size - 1)
+        return handle.read(1) == b"\n"
 
 
 def open_ledger(

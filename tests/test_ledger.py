@@ -35,6 +35,7 @@ from campaign.ledger import (
     now_text,
     read_ledger,
 )
+from campaign.recipients import KeptKeys, read_recipients
 from campaign.resume import ORPHAN_ERROR, InputChangedError, check_ledger, open_ledger
 from campaign.spec import CampaignSpec, load_spec
 
@@ -1004,3 +1005,181 @@ def test_a_ledger_whose_header_was_torn_is_started_again(tmp_path: Path) -> None
     state = read_ledger(spec.ledger_path)
     assert state.header is not None
     assert state.runs == 1
+
+
+# --- resume: the input each run saw, and what today's file extends ---------------------------
+
+
+def people_fingerprint(folder: Path) -> dict[str, Any]:
+    data = (folder / "people.csv").read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def check(spec: CampaignSpec, *, force: bool = False) -> Any:
+    """check_ledger on the ledger as it is on disk."""
+    return check_ledger(spec, read_ledger(spec.ledger_path), spec.ledger_path, force=force)
+
+
+def append_people(folder: Path, text: str) -> None:
+    with (folder / "people.csv").open("a") as people:
+        people.write(text)
+
+
+def test_each_run_line_records_the_input_it_saw(tmp_path: Path) -> None:
+    """Run lines carry the recipients file's size and hash as that run found it; the header
+    keeps the first, and the state reads back the latest."""
+    spec = campaign(tmp_path)
+    first = people_fingerprint(tmp_path)
+    run_once(spec, spec.ledger_path)
+    append_people(tmp_path, "+12065550104,Edsger\n")
+    second = people_fingerprint(tmp_path)
+    run_once(spec, spec.ledger_path)
+    header, run_one, run_two = lines_of(spec.ledger_path)
+    assert {k: header["input"][k] for k in ("size", "sha256")} == first
+    assert run_one["input"] == first
+    assert run_two["input"] == second
+    assert read_ledger(spec.ledger_path).input == second
+
+
+def test_extends_is_the_recorded_input_when_the_file_is_unchanged(tmp_path: Path) -> None:
+    """The same file: `extends` is the recorded fingerprint, which is today's."""
+    spec = campaign(tmp_path)
+    run_once(spec, spec.ledger_path)
+    current, notes, extends = check(spec)
+    recorded = people_fingerprint(tmp_path)
+    assert notes == []
+    assert extends is not None
+    assert (extends.size, extends.sha256) == (recorded["size"], recorded["sha256"])
+    assert (current.size, current.sha256) == (extends.size, extends.sha256)
+
+
+def test_extends_is_the_recorded_input_when_rows_were_appended(tmp_path: Path) -> None:
+    """Rows appended: `extends` is the file as the last run saw it, `current` today's."""
+    spec = campaign(tmp_path)
+    run_once(spec, spec.ledger_path)
+    recorded = people_fingerprint(tmp_path)
+    append_people(tmp_path, "+12065550104,Edsger\n")
+    current, notes, extends = check(spec)
+    assert len(notes) == 1
+    assert "grown by" in notes[0]
+    assert extends is not None
+    assert (extends.size, extends.sha256) == (recorded["size"], recorded["sha256"])
+    assert (current.size, current.sha256) == tuple(people_fingerprint(tmp_path).values())
+
+
+@pytest.mark.parametrize("edited", EDITS)
+def test_extends_is_none_for_an_edited_file_gone_on_with_force(tmp_path: Path, edited: str) -> None:
+    """An edited file passed with --force: nothing today's file is known to extend."""
+    spec = campaign(tmp_path)
+    run_once(spec, spec.ledger_path)
+    (tmp_path / "people.csv").write_text(edited)
+    current, notes, extends = check(spec, force=True)
+    assert extends is None
+    assert current.size == len(edited.encode())
+    assert "going on (--force)" in notes[0]
+
+
+def test_extends_follows_the_latest_run_not_the_header(tmp_path: Path) -> None:
+    """After a run on an appended file, the next check compares with that run's input: the
+    same file is unchanged (no note), and `extends` is that run's fingerprint."""
+    spec = campaign(tmp_path)
+    run_once(spec, spec.ledger_path)
+    append_people(tmp_path, "+12065550104,Edsger\n")
+    run_once(spec, spec.ledger_path)
+    grown = people_fingerprint(tmp_path)
+    _, notes, extends = check(spec)
+    assert notes == []
+    assert extends is not None
+    assert (extends.size, extends.sha256) == (grown["size"], grown["sha256"])
+    append_people(tmp_path, "+12065550105,Barbara\n")
+    _, notes, extends = check(spec)
+    assert extends is not None
+    assert (extends.size, extends.sha256) == (grown["size"], grown["sha256"])
+    assert "grown by 21 bytes since the last run" in notes[0]
+
+
+def test_rows_appended_and_sent_then_edited_are_refused(tmp_path: Path) -> None:
+    """The hole the run lines' input closed: rows appended and run, then those appended rows
+    edited (the first run's bytes untouched).  Compared with the header alone this passed as
+    'grown'; it is an edited file, refused, and with --force nothing is extended."""
+    spec = campaign(tmp_path)
+    run_once(spec, spec.ledger_path)
+    append_people(tmp_path, "+12065550104,Edsger\n")
+    run_once(spec, spec.ledger_path)
+    people = tmp_path / "people.csv"
+    people.write_text(PEOPLE + "+12065550199,Mallory\n")  # the same size, another person
+    before = spec.ledger_path.read_bytes()
+    with pytest.raises(InputChangedError, match="changed since the last run"):
+        open_ledger(spec, spec.ledger_path)
+    with pytest.raises(InputChangedError):
+        check(spec)
+    assert spec.ledger_path.read_bytes() == before
+    _, notes, extends = check(spec, force=True)
+    assert extends is None
+    assert "going on (--force)" in notes[0]
+
+
+def test_a_ledger_whose_runs_record_no_input_is_compared_with_its_header(
+    tmp_path: Path,
+) -> None:
+    """Ledgers written before run lines recorded the input: the header's is the reference."""
+    spec = campaign(tmp_path)
+    data = PEOPLE.encode()
+    header = {
+        **HEADER,
+        "spec_hash": spec.spec_hash,
+        "input": {
+            "path": "people.csv",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+    }
+    spec.ledger_path.write_bytes(
+        orjson.dumps(header) + b"\n" + orjson.dumps({**RUN, "spec_hash": spec.spec_hash}) + b"\n"
+    )
+    assert read_ledger(spec.ledger_path).input == header["input"]
+    append_people(tmp_path, "+12065550104,Edsger\n")
+    _, notes, extends = check(spec)
+    assert extends is not None
+    assert (extends.size, extends.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert "grown by" in notes[0]
+    (tmp_path / "people.csv").write_text(PEOPLE.replace("Ada", "Ida"))
+    with pytest.raises(InputChangedError):
+        check(spec)
+
+
+def test_bytes_appended_to_a_last_line_without_its_newline_extend_nothing(
+    tmp_path: Path,
+) -> None:
+    """A file whose last row had no line end, then rows appended (`>>`): its first bytes are
+    unchanged, but its last row is not -- the first appended row joins it -- so the kept key
+    of that row cannot serve today's file.  With `extends` set, a resumed read took the old
+    row's key and called a later row that a full read finds valid a duplicate of it: that
+    person was never sent to."""
+    (tmp_path / "people.csv").write_text("first_name,address\nAda,+12065550101")
+    spec = campaign(tmp_path)
+    run_once(spec, spec.ledger_path)
+    store = spec.ledger_path.with_name(spec.ledger_path.name + ".keys")
+    recorded = people_fingerprint(tmp_path)
+    was = f"{recorded['size']}:{recorded['sha256']}"
+    with read_recipients(
+        spec.recipients.path, format="csv", kept=KeptKeys(store, None, was)
+    ) as rows:
+        assert [row.verdict for row in rows] == ["valid"]  # Ada's key is kept, for row 1
+    unchanged = check(spec).extends  # the very same file still extends what was recorded
+    assert unchanged is not None
+    assert (unchanged.size, unchanged.sha256) == (recorded["size"], recorded["sha256"])
+    append_people(tmp_path, "Grace,+12065550102\nAda,+12065550101\n")
+
+    current, notes, extends = check(spec)
+    assert "grown by" in notes[0]  # the ledger's verdict on the file itself is unchanged
+    assert extends is None
+    # What the run command makes of this answer (nothing settled yet: watermark 0).
+    was_now = None if extends is None else f"{extends.size}:{extends.sha256}"
+    kept = KeptKeys(store, was_now, f"{current.size}:{current.sha256}")
+    with read_recipients(spec.recipients.path, format="csv", kept=kept) as rows:
+        resumed = list(rows)
+    with read_recipients(spec.recipients.path, format="csv") as rows:
+        full = list(rows)
+    assert [row.reason or row.verdict for row in full] == ["bad_row", "valid"]
+    assert resumed == full

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
+import itertools
 import os
+import shutil
+import sqlite3
 import string
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +20,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from campaign import listfile
+from campaign import recipients as recipients_module
+from campaign.dedupe import KeySet
 from campaign.exceptions import CampaignError, RecipientsFileError
-from campaign.recipients import REASONS, VERDICTS, RecipientRow, Recipients, read_recipients
+from campaign.recipients import (
+    REASONS,
+    VERDICTS,
+    KeptKeys,
+    RecipientRow,
+    Recipients,
+    read_recipients,
+)
 
 # Bounded so the file runs in seconds; no example database written into the tree.
 BOUNDED = settings(
@@ -729,3 +744,381 @@ def test_random_jsonl_lines_never_raise_and_each_gets_one_verdict(
         r.verdict in VERDICTS and all(isinstance(v, str) for v in r.variables.values())
         for r in result
     )
+
+
+# --- resuming with kept keys -----------------------------------------------------------------
+
+A, B, C = NUMBER, "+447911123456", "+4915123456789"
+S = "+33612345678"  # on the suppression list below
+SUPPRESSED = f"{S}\n"
+
+# Every verdict, duplicates on both sides of any split point, a quoted newline (one holding a
+# blank line too), blank lines, malformed rows of each kind and a channel column.
+KEPT_CSV = (
+    "address,name,channel\n"
+    f"{A},Ann,PHONE\n"  # 1 valid
+    "\n"
+    f"{B},Bob,whatsapp\n"  # 2 valid
+    f"+1 914-318-8062,Ann,phone\n"  # 3 duplicate of 1
+    f'{A},"Ann\nWhatsApp",WHATSAPP\n'  # 4 valid: another channel
+    f"{C},Cid\n"  # 5 bad_row: too few fields
+    f"{S},Sue,PHONE\n"  # 6 suppressed
+    f"{C},Cid,PHONE\n"  # 7 valid
+    f'{B},"B"x,WHATSAPP\n'  # 8 bad_row: stray quote
+    f"{B},Bob,WHATSAPP\n"  # 9 duplicate of 2
+    "not a number,Nob,PHONE\n"  # 10 invalid_address
+    f"{C},Cid,sms\n"  # 11 invalid_channel
+    "\n"
+    f"{A},Ann,WHATSAPP\n"  # 12 duplicate of 4
+    f"{S},Sue,WHATSAPP\n"  # 13 suppressed
+    f'{C},"C\n\nid",PHONE\n'  # 14 duplicate of 7
+    f"{B},Bob,PHONE\n"  # 15 valid
+    f"{B},,PHONE\n"  # 16 duplicate of 15
+)
+KEPT_JSONL = jsonl(
+    {"address": A, "name": "Ann", "channel": "PHONE"},  # 1 valid
+    "",
+    {"address": B, "name": "Bob", "channel": "whatsapp"},  # 2 valid
+    {"address": "+1 914-318-8062", "name": "Ann", "channel": "phone"},  # 3 duplicate of 1
+    {"address": A, "name": "Ann", "channel": "WHATSAPP"},  # 4 valid
+    '{"address": "+4915123456789", oops}',  # 5 bad_row
+    {"address": S, "name": "Sue", "channel": "PHONE"},  # 6 suppressed
+    {"address": C, "name": "Cid", "channel": "PHONE"},  # 7 valid
+    [B, "WHATSAPP"],  # 8 bad_row
+    {"address": B, "name": "Bob", "channel": "WHATSAPP"},  # 9 duplicate of 2
+    {"address": "not a number", "channel": "PHONE"},  # 10 invalid_address
+    {"address": C, "channel": "sms"},  # 11 invalid_channel
+    "   ",
+    {"address": A, "name": "Ann", "channel": "WHATSAPP"},  # 12 duplicate of 4
+    {"address": S, "name": "Sue", "channel": "WHATSAPP"},  # 13 suppressed
+    {"address": C, "tags": ["x"], "channel": "PHONE"},  # 14 bad_row
+    {"address": C, "name": "Cid", "channel": "PHONE"},  # 15 duplicate of 7
+    {"address": B, "name": "Bob", "channel": "PHONE"},  # 16 valid
+)
+KEPT_VERDICTS = {
+    "csv": [
+        "valid", "valid", "duplicate", "valid", "bad_row", "suppressed", "valid", "bad_row",
+        "duplicate", "invalid_address", "invalid_channel", "duplicate", "suppressed",
+        "duplicate", "valid", "duplicate",
+    ],
+    "jsonl": [
+        "valid", "valid", "duplicate", "valid", "bad_row", "suppressed", "valid", "bad_row",
+        "duplicate", "invalid_address", "invalid_channel", "duplicate", "suppressed",
+        "bad_row", "duplicate", "valid",
+    ],
+}  # fmt: skip
+
+
+def fingerprint_of(path: Path) -> str:
+    """A fingerprint of the file's bytes, as the run command hands it to KeptKeys."""
+    data = path.read_bytes()
+    return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
+
+
+def kept_run(
+    path: Path, keys: KeptKeys, take: int | None = None, **options: Any
+) -> tuple[int, list[RecipientRow]]:
+    """One run: open with `keys`, take `take` rows (all with None), close as the engine does
+    when it stops early; `skipped` and the rows taken."""
+    options.setdefault("format", "jsonl" if path.suffix == ".jsonl" else "csv")
+    with read_recipients(path, kept=keys, **options) as rows:
+        return rows.skipped, list(itertools.islice(rows, take))
+
+
+def covered(store: Path) -> int:
+    """The closed store's `covered`, read from its file; 0 when there is none."""
+    if not store.exists():
+        return 0
+    with closing(sqlite3.connect(store)) as db:
+        (value,) = db.execute("SELECT value FROM meta WHERE name = 'covered'").fetchone()
+    return value
+
+
+class FlushOften(KeySet):
+    """KeySet.kept writing at every new key, in the middle of a batch: the file then holds
+    keys of rows past `covered`, and a crash image has something to lose."""
+
+    @classmethod
+    def kept(cls, path: Path, **options: Any) -> KeySet:
+        options["flush_at"] = 1
+        return super().kept(path, **options)
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of three rows, so that one file gives many different `covered` values."""
+    monkeypatch.setattr(listfile, "_BATCH", 3)
+
+
+def write_kept_case(folder: Path, file_format: str) -> tuple[Path, dict[str, Any]]:
+    """The recipients file of `file_format` above and the options it is read with."""
+    content = KEPT_CSV if file_format == "csv" else KEPT_JSONL
+    path = write(folder, content, f"recipients.{file_format}")
+    suppression = write(folder, SUPPRESSED, "optouts.txt")
+    return path, {"channel_field": "channel", "suppression": suppression}
+
+
+@pytest.mark.usefixtures("small_batches")
+@pytest.mark.parametrize("flush", ["at-close", "often"])
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_a_resumed_read_skips_settled_rows_and_answers_the_rest_as_a_full_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file_format: str, flush: str
+) -> None:
+    """Run one takes the first k rows and stops; run two, with any watermark j (beyond what
+    the store covers too), leaves out min(j, covered) rows and gives every later row the very
+    verdict and detail of one full read without kept keys."""
+    if flush == "often":
+        monkeypatch.setattr(recipients_module, "KeySet", FlushOften)
+    path, options = write_kept_case(tmp_path, file_format)
+    full = read(path, **options)
+    assert verdicts(full) == KEPT_VERDICTS[file_format]
+    assert [r.row for r in full] == list(range(1, 17))
+    now = fingerprint_of(path)
+    for k in range(len(full) + 1):
+        store = tmp_path / f"after-{k}.keys"
+        skipped, first = kept_run(path, KeptKeys(store, None, now), take=k, **options)
+        assert (skipped, first) == (0, full[:k])
+        done = covered(store)
+        # Every row taken is covered; the store covers the whole batch of the last one.
+        assert done == (0 if k == 0 else min(-(-k // 3) * 3, len(full)))
+        # Watermarks below, at and beyond what run one took and what the store covers.
+        for j in sorted({0, 1, k - 1, k, done - 1, done, done + 1, len(full) + 2} - {-1}):
+            again = tmp_path / "again.keys"
+            shutil.copyfile(store, again)
+            skipped, rest = kept_run(path, KeptKeys(again, now, now, settled_through=j), **options)
+            assert skipped == min(j, done), (k, j)
+            assert rest == full[skipped:], (k, j)
+            assert covered(again) == len(full)  # and now the store covers the whole file
+
+
+@pytest.mark.usefixtures("small_batches")
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_a_store_left_by_a_crash_resumes_from_its_last_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file_format: str
+) -> None:
+    """What a killed run leaves (the file and its log as they were at that instant): the
+    next run skips no row the store does not vouch for, and answers the rest right."""
+    monkeypatch.setattr(recipients_module, "KeySet", FlushOften)
+    path, options = write_kept_case(tmp_path, file_format)
+    full = read(path, **options)
+    now = fingerprint_of(path)
+    seen_covered = set()
+    for k in range(1, len(full) + 1):
+        store = tmp_path / f"run-{k}.keys"
+        crashed = tmp_path / f"crashed-{k}.keys"
+        with read_recipients(
+            path, format=file_format, kept=KeptKeys(store, None, now), **options
+        ) as rows:
+            assert list(itertools.islice(rows, k)) == full[:k]
+            shutil.copyfile(store, crashed)
+            shutil.copyfile(
+                store.with_name(store.name + "-wal"), crashed.with_name(crashed.name + "-wal")
+            )
+        left = covered(crashed)
+        assert left <= covered(store)  # a crash image is never ahead of a clean close
+        seen_covered.add(left)
+        skipped, rest = kept_run(path, KeptKeys(crashed, now, now, len(full)), **options)
+        assert skipped == left
+        assert rest == full[left:]
+    assert len(seen_covered) > 3  # crashes between many different writes were tried
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["default_region", "required_variables", "suppression", "suppression_removed", "input"],
+)
+def test_other_reader_settings_or_input_read_everything_again(tmp_path: Path, change: str) -> None:
+    """Keys kept by a read with other settings (or of an input not known to be a prefix of
+    today's) are not used: nothing is skipped, the answers are a full read's, and the store
+    then serves the next run with the new settings."""
+    path = write(
+        tmp_path,
+        f"address,name\n{A},Ann\n(914) 318-8063,Nat\n{S},\n{B},Bob\n{A},Ann\n",
+        "recipients.csv",
+    )
+    first_options: dict[str, Any] = {"suppression": write(tmp_path, SUPPRESSED, "optouts.txt")}
+    store = tmp_path / "ledger.keys"
+    was: str | None = fingerprint_of(path)
+    skipped, first_rows = kept_run(path, KeptKeys(store, None, was), **first_options)
+    assert skipped == 0
+    assert covered(store) == 5
+    second_options = dict(first_options)
+    if change == "default_region":
+        second_options["default_region"] = "US"
+    elif change == "required_variables":
+        second_options["required_variables"] = frozenset({"name"})
+    elif change == "suppression":
+        second_options["suppression"] = write(tmp_path, f"{S}\n{B}\n", "optouts.txt")
+    elif change == "suppression_removed":
+        del second_options["suppression"]
+    else:
+        was = None
+        with path.open("a") as handle:
+            handle.write(f"{C},Cid\n{B},Bob\n")
+    now = fingerprint_of(path)
+    full = read(path, **second_options)
+    assert full != first_rows  # the change matters: old answers would be wrong answers
+    skipped, rows = kept_run(path, KeptKeys(store, was, now, 99), **second_options)
+    assert (skipped, rows) == (0, full)
+    skipped, rows = kept_run(path, KeptKeys(store, now, now, 2), **second_options)
+    assert (skipped, rows) == (2, full[2:])
+
+
+def test_an_edited_input_is_never_answered_from_old_keys(tmp_path: Path) -> None:
+    """With no earlier input to extend (input_was None), the keys of the old file are
+    dropped: a number that moved to a later row is valid there, not a duplicate of a row
+    that now holds someone else."""
+    path = write(tmp_path, f"address\n{A}\n{B}\n", "recipients.csv")
+    store = tmp_path / "ledger.keys"
+    kept_run(path, KeptKeys(store, None, fingerprint_of(path)))
+    path.write_text(f"address\n{C}\n{B}\n{A}\n")
+    skipped, rows = kept_run(path, KeptKeys(store, None, fingerprint_of(path)))
+    assert skipped == 0
+    assert verdicts(rows) == ["valid", "valid", "valid"]
+    assert rows == read(path)
+
+
+@pytest.mark.usefixtures("small_batches")
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_rows_appended_after_a_run_are_checked_against_the_kept_keys(
+    tmp_path: Path, file_format: str
+) -> None:
+    """The keys of the file as the last run saw it serve today's file with rows appended:
+    new rows that repeat old ones are duplicates of those, the rest as a full read says."""
+    path, options = write_kept_case(tmp_path, file_format)
+    store = tmp_path / "ledger.keys"
+    before = fingerprint_of(path)
+    assert kept_run(path, KeptKeys(store, None, before), take=7, **options)[0] == 0
+    done = covered(store)
+    assert done == 9
+    extra = (
+        f"{B},Bob,PHONE\n{C},Cid,WHATSAPP\n{A},Ann,PHONE\n"
+        if file_format == "csv"
+        else jsonl(
+            {"address": B, "channel": "PHONE"},
+            {"address": C, "channel": "WHATSAPP"},
+            {"address": A, "channel": "PHONE"},
+        )
+    )
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        handle.write(extra)
+    full = read(path, **options)
+    assert verdicts(full[-3:]) == ["duplicate", "valid", "duplicate"]
+    now = fingerprint_of(path)
+    for j in (0, 4, 9, 12, 19):
+        again = tmp_path / "again.keys"
+        shutil.copyfile(store, again)
+        skipped, rows = kept_run(path, KeptKeys(again, before, now, j), **options)
+        assert skipped == min(j, done)
+        assert rows == full[skipped:]
+
+
+def test_a_store_that_cannot_be_made_is_a_file_error(tmp_path: Path) -> None:
+    """No place to keep the keys (the ledger's folder is gone): one RecipientsFileError that
+    names the store's path, before any row."""
+    path = write(tmp_path, f"address\n{A}\n")
+    store = tmp_path / "missing" / "ledger.keys"
+    with pytest.raises(RecipientsFileError, match="cannot keep the addresses") as caught:
+        read_recipients(path, format="csv", kept=KeptKeys(store, None, "x"))
+    assert caught.value.path == str(store)
+
+
+RESUME_ADDRESSES = [A, "+1 914-318-8062", B, C, S, "(914) 318-8063", "nope", ""]
+
+
+@st.composite
+def resume_rows(draw: st.DrawFn, file_format: str) -> list[str]:
+    """Lines of a recipients file (each ending in a newline) from a small pool of addresses,
+    so that duplicates are common, with blank and malformed lines among them."""
+    lines = []
+    for _ in range(draw(st.integers(0, 14))):
+        address = draw(st.sampled_from(RESUME_ADDRESSES))
+        channel = draw(st.sampled_from(["PHONE", "whatsapp", "sms"]))
+        name = draw(st.sampled_from(["", "Ann", "Bo b"]))
+        kind = draw(st.sampled_from(["row", "row", "row", "blank", "bad", "odd"]))
+        if file_format == "csv":
+            line = {
+                "row": f"{address},{name},{channel}",
+                "blank": "",
+                "bad": f"{address},{name}",
+                "odd": f'{address},"{name}\n{name}",{channel}',
+            }[kind]
+        else:
+            line = {
+                "row": orjson.dumps(
+                    {"address": address, "name": name, "channel": channel}
+                ).decode(),
+                "blank": "  ",
+                "bad": "{oops",
+                "odd": orjson.dumps({"address": address, "name": [name]}).decode(),
+            }[kind]
+        lines.append(line + "\n")
+    return lines
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(
+    data=st.data(),
+    file_format=st.sampled_from(["csv", "jsonl"]),
+    batch=st.integers(1, 4),
+    flush_often=st.booleans(),
+    region=st.sampled_from([None, "US"]),
+    required=st.sampled_from([frozenset(), frozenset({"name"})]),
+)
+def test_any_sequence_of_runs_answers_like_full_reads(
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+    file_format: str,
+    batch: int,
+    flush_often: bool,
+    region: str | None,
+    required: frozenset[str],
+) -> None:
+    """Random small files, runs that stop after any number of rows with any watermark, and
+    rows appended between runs: each run skips exactly min(watermark, covered) rows and
+    answers every other row as a full read of today's file without kept keys would."""
+    folder = tmp_path_factory.mktemp("resume")
+    head = (
+        "address,name,channel\n"
+        if file_format == "csv"
+        else orjson.dumps({"address": A, "channel": "PHONE"}).decode() + "\n"
+    )
+    lines = data.draw(resume_rows(file_format))
+    grown = data.draw(resume_rows(file_format))
+    runs = data.draw(
+        st.lists(
+            st.tuples(st.one_of(st.none(), st.integers(0, 8)), st.integers(0, 16), st.booleans()),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    path = write(folder, head + "".join(lines), f"recipients.{file_format}")
+    options: dict[str, Any] = {
+        "channel_field": "channel",
+        "default_region": region,
+        "required_variables": required,
+        "suppression": write(folder, SUPPRESSED, "optouts.txt"),
+    }
+    store = folder / "ledger.keys"
+    was: str | None = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(listfile, "_BATCH", batch)
+        if flush_often:
+            patch.setattr(recipients_module, "KeySet", FlushOften)
+        for take, through, grow in [*runs, (None, 99, False)]:
+            if grow and grown:
+                with path.open("a", encoding="utf-8", newline="") as handle:
+                    handle.write("".join(grown))
+                grown = []
+            now = fingerprint_of(path)
+            full = read(path, **options)
+            before = covered(store)
+            skipped, rows = kept_run(path, KeptKeys(store, was, now, through), take, **options)
+            assert skipped == min(through, before)
+            end = len(full) if take is None else skipped + take
+            assert rows == full[skipped:end]
+            after = covered(store)
+            assert after <= len(full)
+            assert after >= (before if not rows else max(before, rows[-1].row))
+            was = now
+    assert covered(store) == len(full)
