@@ -157,6 +157,7 @@ class CampaignRun:
         self._limit_reached: str | None = None
         self._fatal: CampaignError | None = None
         self._reader_scope: anyio.CancelScope | None = None
+        self._reconcile_scope: anyio.CancelScope | None = None
 
     # Control
 
@@ -167,6 +168,10 @@ class CampaignRun:
             log.info("campaign.run_stopping", campaign=self.spec.name, reason=reason)
         if self._reader_scope is not None:
             self._reader_scope.cancel()
+        if self._reconcile_scope is not None:
+            # Reconciliation writes its lines only after its last await: cancelling it
+            # loses nothing, and the next run reconciles the same rows.
+            self._reconcile_scope.cancel()
 
     @property
     def stopping(self) -> bool:
@@ -210,18 +215,29 @@ class CampaignRun:
         return self.outcome
 
     async def _reconcile(self) -> Reconciliation:
-        try:
-            found = await reconcile(
-                self.client,
-                self.writer,
-                self.spec.name,
-                settle_s=self.settle_s,
-                resend=self.resend_in_doubt,
-                sleep=self._sleep,
-            )
-        except LedgerError as err:
-            self._give_up(err)
-            return Reconciliation()
+        """Reconcile the ledger's in-doubt rows, unless the run is stopping (then, or when
+        a stop comes during its wait for requests to settle, it is left to the next run)."""
+        found = Reconciliation()
+        with anyio.CancelScope() as scope:
+            self._reconcile_scope = scope
+            if self.stopping:
+                scope.cancel()
+            try:
+                found = await reconcile(
+                    self.client,
+                    self.writer,
+                    self.spec.name,
+                    settle_s=self.settle_s,
+                    resend=self.resend_in_doubt,
+                    sleep=self._sleep,
+                )
+            except LedgerError as err:
+                self._give_up(err)
+                return found
+            finally:
+                self._reconcile_scope = None
+        if scope.cancelled_caught:
+            return found
         self.outcome.reconciled.append(found)
         return found
 

@@ -75,11 +75,14 @@ def check_ledger(spec: CampaignSpec, state: LedgerState, path: Path, *, force: b
     size = int(recorded.get("size", -1))
     current, prefix_hash = fingerprint(spec.recipients.path, prefix_size=max(size, 0))
     same_start = size >= 0 and prefix_hash == recorded.get("sha256")
+    grown = same_start and current.size > size
+    # Bytes added to a last line that had no line break change that row: an edit.
+    appended = grown and _ends_a_line(spec.recipients.path, size)
     extends: InputFingerprint | None = None
-    if same_start and (current.size == size or _ends_a_line(spec.recipients.path, size)):
+    if same_start and (current.size == size or appended):
         extends = InputFingerprint(current.path, size, prefix_hash)
     if current.sha256 != recorded.get("sha256"):
-        if current.size > size >= 0 and same_start:
+        if appended:
             notes.append(
                 f"{spec.recipients.path} has grown by {current.size - size:,} bytes since the "
                 "last run; the new rows will be sent"
@@ -88,6 +91,13 @@ def check_ledger(spec: CampaignSpec, state: LedgerState, path: Path, *, force: b
             notes.append(
                 f"{spec.recipients.path} changed since the last run; going on (--force): "
                 "rows are matched by number, so an edited row is not sent again"
+            )
+        elif grown:
+            raise InputChangedError(
+                f"{spec.recipients.path}: text was appended to the last line the ledger {path} "
+                "already knows (the file did not end with a line break), which changes that "
+                "row; put the new rows on lines of their own (restore the file, add a line "
+                "break, then the rows), or pass --force to go on anyway"
             )
         else:
             raise InputChangedError(
@@ -105,8 +115,8 @@ def check_ledger(spec: CampaignSpec, state: LedgerState, path: Path, *, force: b
 
 
 def _ends_a_line(path: Path, size: int) -> bool:
-    """Whether the file's first `size` bytes end with a line: bytes appended after them are
-    new rows, not more of the last old row (whose kept dedupe key would then be stale)."""
+    """Whether the file's first `size` bytes end with a line break: bytes appended after
+    them are new rows, not more of the last old row."""
     if size == 0:
         return True
     with path.open("rb") as handle:

@@ -1148,14 +1148,13 @@ def test_a_ledger_whose_runs_record_no_input_is_compared_with_its_header(
         check(spec)
 
 
-def test_bytes_appended_to_a_last_line_without_its_newline_extend_nothing(
+def test_bytes_appended_to_a_last_line_without_its_newline_are_an_edit(
     tmp_path: Path,
 ) -> None:
-    """A file whose last row had no line end, then rows appended (`>>`): its first bytes are
-    unchanged, but its last row is not -- the first appended row joins it -- so the kept key
-    of that row cannot serve today's file.  With `extends` set, a resumed read took the old
-    row's key and called a later row that a full read finds valid a duplicate of it: that
-    person was never sent to."""
+    """A file whose last row had no line break, then rows appended (`>>`): its first bytes
+    are unchanged, but its last row is not -- the first appended row joins it.  That is an
+    edit: refused, saying why, unless forced; and forced, the kept keys (whose row 1 was
+    Ada alone) are not used, so a resumed read answers as a full one."""
     (tmp_path / "people.csv").write_text("first_name,address\nAda,+12065550101")
     spec = campaign(tmp_path)
     run_once(spec, spec.ledger_path)
@@ -1171,12 +1170,13 @@ def test_bytes_appended_to_a_last_line_without_its_newline_extend_nothing(
     assert (unchanged.size, unchanged.sha256) == (recorded["size"], recorded["sha256"])
     append_people(tmp_path, "Grace,+12065550102\nAda,+12065550101\n")
 
-    current, notes, extends = check(spec)
-    assert "grown by" in notes[0]  # the ledger's verdict on the file itself is unchanged
+    with pytest.raises(InputChangedError, match="did not end with a line break"):
+        check(spec)
+    current, notes, extends = check(spec, force=True)
+    assert "--force" in notes[0]
     assert extends is None
     # What the run command makes of this answer (nothing settled yet: watermark 0).
-    was_now = None if extends is None else f"{extends.size}:{extends.sha256}"
-    kept = KeptKeys(store, was_now, f"{current.size}:{current.sha256}")
+    kept = KeptKeys(store, None, f"{current.size}:{current.sha256}")
     with read_recipients(spec.recipients.path, format="csv", kept=kept) as rows:
         resumed = list(rows)
     with read_recipients(spec.recipients.path, format="csv") as rows:

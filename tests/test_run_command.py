@@ -604,6 +604,57 @@ def test_sigterm_lets_requests_in_flight_finish_and_the_next_run_goes_on(
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 81), 1))
 
 
+def test_sigterm_during_reconciliations_wait_stops_at_once(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    """Waiting for in-doubt requests to settle is not work in flight: a SIGTERM ends it
+    long before --grace-s, writes nothing about the rows, and the next run reconciles them."""
+    campaign = write_campaign(tmp_path, numbers(4), batch_size=2)
+    assert run(emu, campaign, "--max-recipients", "2").exit_code == 3
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    orphan = {
+        "type": "intent",
+        "batch": "9.1",
+        "pool": SAMPLE_POOL_ID,
+        "rows": [3],
+        "at": datetime.now(UTC).isoformat(),
+    }
+    with ledger.open("a") as handle:  # a crash between the intent and the answer
+        handle.write(json.dumps(orphan) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "CAMPAIGN_"))}
+    env.update({k: v for k, v in CLI_ENV.items() if v is not None})
+    # Reconciliation waits the request timeout + 5 s (65 s) before listing; grace is 60 s.
+    command = [
+        *(sys.executable, "-m", "campaign", "run", str(campaign), "--base-url", emu.base_url),
+        *("--request-timeout-s", "60", "--grace-s", "60"),
+    ]
+    log_file = tmp_path / "run.err"
+    with log_file.open("wb") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)  # noqa: S603 - our own CLI
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and b"reconcile_waiting" not in log_file.read_bytes():
+            time.sleep(0.02)
+        assert b"reconcile_waiting" in log_file.read_bytes()
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        stopped_after_s = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 3, log_file.read_text()
+    assert stopped_after_s < 10  # not the 60 s grace, nor the 65 s wait
+    assert [x["type"] for x in ledger_lines(ledger) if x.get("row") == 3] == ["recipient"]
+    assert final_states(ledger)[3] == "in_doubt"  # the orphan, still to be reconciled
+    assert inspect(emu, "stats")["recipients_accepted"] == 2
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result)["reconciled"]["absent"] == 1
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 5), 1))
+
+
 # One run per ledger
 
 
