@@ -32,7 +32,7 @@ Per-recipient outcomes are values (ledger lines), never exceptions.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -67,6 +67,7 @@ log = structlog.get_logger("campaign")
 _DEFAULT_PAUSE_S: Final = 1.0  # a 429 without Retry-After
 _UNREACHABLE_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0, 8.0)  # then the run stops
 _YIELD_EVERY: Final = 1024  # rows read between chances for other tasks to run
+_AHEAD_ROWS: Final = 64  # recipients whose intents may be written before a worker is free
 MAX_PASSES: Final = 3  # passes over the input in one run (reconciled rows are resent)
 
 
@@ -102,6 +103,16 @@ class _Entry(NamedTuple):
 class _Batch:
     pool_id: str
     entries: list[_Entry]
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch taken ahead, with its intent already written when `batch_id` is set."""
+
+    batch: _Batch
+    batch_id: str | None = None  # None: its pool had no slot free; sent the usual way
+    seq: int = 0  # the intent's line number, for `durable(upto=)`
+    pauses: int = 0  # the pool's pause count when its slot was taken
 
 
 class CampaignRun:
@@ -153,6 +164,12 @@ class CampaignRun:
         self._limit_reached: str | None = None
         self._fatal: CampaignError | None = None
         self._reader_scope: anyio.CancelScope | None = None
+        # Batches taken ahead of the workers, their intents written and being synced in
+        # one group while earlier requests are in flight (see `_next`).
+        self._ready: deque[_Prepared] = deque()
+        self._ahead = min(
+            4 * spec.sending.concurrency, max(1, _AHEAD_ROWS // spec.sending.batch_size)
+        )
 
     # Control
 
@@ -225,11 +242,15 @@ class CampaignRun:
         """Read the input once, sending what is not settled."""
         concurrency = self.spec.sending.concurrency
         send, receive = anyio.create_memory_object_stream[_Batch](max_buffer_size=concurrency)
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._read, send)
-            for _ in range(concurrency):
-                group.start_soon(self._work, receive.clone())
-            receive.close()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._read, send)
+                for _ in range(concurrency):
+                    group.start_soon(self._work, receive.clone())
+                receive.close()
+        finally:
+            while self._ready:  # cancelled with batches taken ahead: never sent
+                self._unsent(self._ready.popleft())
 
     async def _read(self, send: MemoryObjectSendStream[_Batch]) -> None:
         with anyio.CancelScope() as scope:
@@ -326,14 +347,61 @@ class CampaignRun:
 
     async def _work(self, receive: MemoryObjectReceiveStream[_Batch]) -> None:
         async with receive:
-            while (batch := await _take(receive)) is not None:
+            while (item := await self._next(receive)) is not None:
                 if self.stopping or self._out_of_time():
                     self.outcome.work_left = True
+                    self._unsent(item)
                     continue  # drain, so the reader is never left blocked on a full stream
                 try:
-                    await self._deliver(batch)
+                    await self._deliver(item.batch, item)
                 except CampaignError as err:  # the ledger failing: nothing more can be recorded
                     self._give_up(err)
+
+    async def _next(self, receive: MemoryObjectReceiveStream[_Batch]) -> _Prepared | None:
+        """The next batch to send, or None once the reader is done and nothing is left.
+
+        At one recipient a batch, an fsync before every request would leave the workers
+        waiting on the disk in turns; so when few batches are ready, the batches the reader
+        already has are taken ahead, their intents written and synced in one group in the
+        background, and a worker usually finds its intent on disk when it gets there.
+        """
+        ready = self._ready
+        if len(ready) < self._ahead and not self.stopping:
+            self._prepare(receive)
+        if ready:
+            return ready.popleft()
+        batch = await _take(receive)
+        return None if batch is None else _Prepared(batch)
+
+    def _prepare(self, receive: MemoryObjectReceiveStream[_Batch]) -> None:
+        """Take what the reader has ready (up to `_ahead`) and write the intents of those
+        whose pool has a slot free now; then start one fsync for them all."""
+        ready = self._ready
+        last = 0
+        while len(ready) < self._ahead:
+            try:
+                batch = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            pacer = self._pacers[batch.pool_id]
+            if not pacer.turn_now(len(batch.entries)):
+                ready.append(_Prepared(batch))
+                continue
+            batch_id = self._batch_id()
+            last = self.writer.write(self._intent_line(batch_id, batch))
+            ready.append(_Prepared(batch, batch_id, last, pacer.pauses))
+        if last:
+            self.writer.sync_soon(last)
+
+    def _unsent(self, item: _Prepared) -> None:
+        """A batch taken ahead that will not be sent in this run: free its intent's rows."""
+        if item.batch_id is None:
+            return
+        line = self._release_line(item.batch_id, "stopped")
+        try:
+            self.writer.write(line)
+        except LedgerError:
+            self.writer.salvage(line)
 
     def _give_up(self, err: CampaignError) -> None:
         """A run-level failure: remember the first, and take no new work."""
@@ -351,30 +419,53 @@ class CampaignRun:
     def _release_line(batch_id: str, why: str) -> dict[str, Any]:
         return {"type": "released", "batch": batch_id, "why": why, "at": now_text()}
 
-    async def _deliver(self, batch: _Batch) -> None:
-        """Send one batch until its recipients are settled (or the run stops)."""
+    async def _intent(
+        self, batch: _Batch, pacer: PoolPacer, prepared: _Prepared | None
+    ) -> tuple[str, int] | None:
+        """The batch id and line number of this attempt's intent; None if the run stops.
+
+        An intent written ahead is used unless its pool was paused since (its slot is void):
+        then it is released, and the batch waits for a new slot like any other.
+        """
+        if prepared is not None and prepared.batch_id is not None:
+            if prepared.pauses == pacer.pauses:
+                return prepared.batch_id, prepared.seq
+            self._release(prepared.batch_id, "paused")
+        await pacer.wait_turn(len(batch.entries))
+        if self.stopping:
+            return None
+        batch_id = self._batch_id()
+        return batch_id, self.writer.write(self._intent_line(batch_id, batch))
+
+    def _intent_line(self, batch_id: str, batch: _Batch) -> dict[str, Any]:
+        return {
+            "type": "intent",
+            "batch": batch_id,
+            "pool": batch.pool_id,
+            "rows": [entry.row for entry in batch.entries],
+            "at": now_text(),
+        }
+
+    async def _deliver(self, batch: _Batch, prepared: _Prepared | None = None) -> None:
+        """Send one batch until its recipients are settled (or the run stops).
+
+        `prepared`: its intent was written ahead (see `_next`); it is used unless the pool
+        was paused since, in which case it is released and the batch queues again.
+        """
         pacer = self._pacers[batch.pool_id]
         entries = batch.entries
         attempts = 0
         unreachable = 0
         while True:
-            await pacer.wait_turn(len(entries))
-            if self.stopping:
+            intent = await self._intent(batch, pacer, prepared)
+            prepared = None
+            if intent is None:  # the run is stopping
                 self.outcome.work_left = True
                 return
+            batch_id, seq = intent
             attempts += 1
-            batch_id = self._batch_id()
-            self.writer.write(
-                {
-                    "type": "intent",
-                    "batch": batch_id,
-                    "pool": batch.pool_id,
-                    "rows": [entry.row for entry in entries],
-                    "at": now_text(),
-                }
-            )
             try:
-                await self.writer.durable()
+                await self.writer.durable(seq)
             except LedgerError:
                 # The intent may be on disk, but its request will never go out: say so if
                 # the disk still takes a line, so the next run need not doubt these rows.
@@ -511,4 +602,3 @@ async def _take(receive: MemoryObjectReceiveStream[_Batch]) -> _Batch | None:
             return None
     except anyio.EndOfStream:
         return None
-

@@ -32,6 +32,7 @@ import structlog
 from api_fakes import CLI_ENV, FakeSleep, emulator_in_thread
 from click.testing import CliRunner, Result
 
+from campaign import engine as engine_module
 from campaign import ledger as ledger_module
 from campaign import recipients as recipients_module
 from campaign import reconcile_command as reconcile_command_module
@@ -557,6 +558,8 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_before_its_next_request(
         real_fsync(fd)
 
     monkeypatch.setattr(ledger_module.os, "fsync", fsync_until_the_disk_fills)
+    # No intents written ahead of the worker: one fsync a request, so they can be counted.
+    monkeypatch.setattr(engine_module, "_AHEAD_ROWS", 0)
     result = run(emu, campaign)
     assert result.exit_code == 1, result.output
     assert "No space left on device" in result.stderr
@@ -753,6 +756,26 @@ def test_max_duration_starts_no_request_after_it_and_the_next_run_goes_on(
     assert document["this_run"]["accepted"] == sent
     assert run(emu, campaign).exit_code == 0
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 31), 1))
+
+
+def test_intents_written_ahead_are_released_when_the_run_stops(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At batch 1 intents are written ahead of the workers; a stop releases the unsent ones."""
+    monkeypatch.setattr(run_command_module, "CampaignRun", CampaignRun)  # real clock
+    emu.faults.configure(Faults(latency_ms=(20, 30), seed=3))
+    campaign = write_campaign(tmp_path, numbers(60), batch_size=1, concurrency=2)
+    first = run(emu, campaign, "--max-duration", "0.15", "--json")
+    assert first.exit_code == 3, first.output
+    lines = ledger_lines(tmp_path / "test-run.ledger.jsonl")
+    intents = {x["batch"] for x in lines if x["type"] == "intent"}
+    answered = {x["batch"] for x in lines if x["type"] in ("recipient", "released")}
+    assert intents == answered  # none left in doubt
+    assert {x["why"] for x in lines if x["type"] == "released"} == {"stopped"}
+    sent = inspect(emu, "stats")["recipients_accepted"]
+    assert sent == summary(first)["this_run"]["accepted"] < 60
+    assert run(emu, campaign).exit_code == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
 
 
 @pytest.mark.parametrize(("answer", "code", "sent"), [("n\n", 3, 0), ("y\n", 0, 5)])
