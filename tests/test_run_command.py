@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -40,10 +40,13 @@ from campaign import run_command as run_command_module
 from campaign import runtime as runtime_module
 from campaign.cli import cli
 from campaign.emulator import SAMPLE_POOL_ID, Clock, Faults, RunningEmulator
-from campaign.engine import CampaignRun
+from campaign.engine import CampaignRun, _Batch, _Entry
 from campaign.ledger import LedgerLock
 from campaign.reconcile import reconcile
+from campaign.resources import MessageBatch, Recipient
 from campaign.retries import RetryPolicy
+from campaign.spec import load_spec
+from campaign.templating import ROW_TAG_TEMPLATE
 
 SAMPLES = Path(__file__).parent.parent / "sample_campaigns"
 UNKNOWN_POOL = "comms_senderpool_01kdvdna0000000000000000zz"
@@ -756,6 +759,24 @@ def test_max_duration_starts_no_request_after_it_and_the_next_run_goes_on(
     assert document["this_run"]["accepted"] == sent
     assert run(emu, campaign).exit_code == 0
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 31), 1))
+
+
+def test_the_request_body_is_what_a_message_batch_gives(tmp_path: Path) -> None:
+    """The engine's one-step JSON body equals MessageBatch(...).to_json() for its batch."""
+    campaign = write_campaign(tmp_path, numbers(2))
+    spec = load_spec(campaign)
+    run_ = CampaignRun(spec, cast(Any, None), cast(Any, None), run_number=1)
+    entries = [
+        _Entry(1, "+12065551000", "PHONE", {"first_name": "Ann", "_row": "1"}),
+        _Entry(2, "+12065551001", "WHATSAPP", {"_row": "2"}),
+    ]
+    expected = MessageBatch(
+        [Recipient(e.address, e.channel, e.variables) for e in entries],
+        sender_pool_id=SAMPLE_POOL_ID,
+        text=spec.message.text,
+        tags={"campaign": "test-run", "row": ROW_TAG_TEMPLATE},
+    ).to_json()
+    assert json.loads(run_._body(_Batch(SAMPLE_POOL_ID, entries))) == expected
 
 
 def test_intents_written_ahead_are_released_when_the_run_stops(
