@@ -168,6 +168,8 @@ class CampaignRun:
         # Batches taken ahead of the workers, their intents written and being synced in
         # one group while earlier requests are in flight (see `_next`).
         self._ready: deque[_Prepared] = deque()
+        self._unasked = 0  # the last intent written ahead whose fsync was not asked for yet
+        self._unasked_count = 0  # how many of the batches ready that leaves at the tail
         self._ahead = min(
             8 * spec.sending.concurrency, max(1, _AHEAD_ROWS // spec.sending.batch_size)
         )
@@ -372,15 +374,22 @@ class CampaignRun:
         if len(ready) < self._ahead and not self.stopping:
             self._prepare(receive)
         if ready:
-            return ready.popleft()
+            item = ready.popleft()
+            # It may have been one whose fsync was not asked for yet (durable starts it).
+            self._unasked_count = min(self._unasked_count, len(ready))
+            return item
         batch = await _take(receive)
         return None if batch is None else _Prepared(batch)
 
     def _prepare(self, receive: MemoryObjectReceiveStream[_Batch]) -> None:
         """Take what the reader has ready (up to `_ahead`) and write the intents of those
-        whose pool has a slot free now; then start one fsync for them all."""
+        whose pool has a slot free now.
+
+        Their fsync is started once only half the batches ahead are covered by syncs
+        already asked for, so that one fsync covers many intents and still ends before a
+        worker needs them (if not, `durable` waits for it, or starts it).
+        """
         ready = self._ready
-        last = 0
         while len(ready) < self._ahead:
             try:
                 batch = receive.receive_nowait()
@@ -391,10 +400,13 @@ class CampaignRun:
                 ready.append(_Prepared(batch))
                 continue
             batch_id = self._batch_id()
-            last = self.writer.write(self._intent_line(batch_id, batch))
-            ready.append(_Prepared(batch, batch_id, last, pacer.pauses))
-        if last:
-            self.writer.sync_soon(last)
+            seq = self.writer.write(self._intent_line(batch_id, batch))
+            ready.append(_Prepared(batch, batch_id, seq, pacer.pauses))
+            self._unasked = seq
+            self._unasked_count += 1
+        if self._unasked and len(ready) - self._unasked_count <= self._ahead // 2:
+            self.writer.sync_soon(self._unasked)
+            self._unasked = self._unasked_count = 0
 
     def _unsent(self, item: _Prepared) -> None:
         """A batch taken ahead that will not be sent in this run: free its intent's rows."""
