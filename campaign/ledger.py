@@ -368,7 +368,7 @@ class LedgerWriter:
         if self._fd is None:
             raise LedgerError(f"{self.path}: the ledger is not open for writing")
         self.state.record(line)
-        data = orjson.dumps(line) + b"\n"
+        data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         self._buffer.append(data)
         self._buffered += len(data)
         self._queued_seq += 1
@@ -397,6 +397,10 @@ class LedgerWriter:
             self._broken = self._error("write", err)
             raise self._broken from None
         self._written_seq = upto
+
+    def is_durable(self, upto: int) -> bool:
+        """Whether line number `upto` is on disk already (and the writer still sound)."""
+        return self._synced_seq >= upto and self._broken is None
 
     async def durable(self, upto: int | None = None) -> None:
         """Return once every line written so far (or up to line number `upto`) is on disk.
