@@ -371,7 +371,9 @@ class CampaignRun:
         background, and a worker usually finds its intent on disk when it gets there.
         """
         ready = self._ready
-        if len(ready) < self._ahead and not self.stopping:
+        # Topped up a quarter at a time: the reader, blocked on a full stream, then wakes
+        # once to refill many slots rather than once a batch.
+        if len(ready) <= self._ahead * 3 // 4 and not self.stopping:
             self._prepare(receive)
         if not ready:
             return None
