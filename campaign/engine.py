@@ -67,7 +67,7 @@ log = structlog.get_logger("campaign")
 _DEFAULT_PAUSE_S: Final = 1.0  # a 429 without Retry-After
 _UNREACHABLE_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0, 8.0)  # then the run stops
 _YIELD_EVERY: Final = 1024  # rows read between chances for other tasks to run
-_AHEAD_ROWS: Final = 128  # recipients whose intents may be written before a worker is free
+_AHEAD_ROWS: Final = 256  # recipients whose intents may be written before a worker is free
 MAX_PASSES: Final = 3  # passes over the input in one run (reconciled rows are resent)
 
 
@@ -171,7 +171,7 @@ class CampaignRun:
         self._unasked = 0  # the last intent written ahead whose fsync was not asked for yet
         self._unasked_count = 0  # how many of the batches ready that leaves at the tail
         self._ahead = min(
-            8 * spec.sending.concurrency, max(1, _AHEAD_ROWS // spec.sending.batch_size)
+            16 * spec.sending.concurrency, max(1, _AHEAD_ROWS // spec.sending.batch_size)
         )
 
     # Control
@@ -396,6 +396,7 @@ class CampaignRun:
         worker needs them (if not, `durable` waits for it, or starts it).
         """
         ready = self._ready
+        at = now_text()  # one instant for the intents written here
         while len(ready) < self._ahead:
             try:
                 batch = receive.receive_nowait()
@@ -406,7 +407,7 @@ class CampaignRun:
                 ready.append(_Prepared(batch))
                 continue
             batch_id = self._batch_id()
-            seq = self.writer.write(self._intent_line(batch_id, batch))
+            seq = self.writer.write(self._intent_line(batch_id, batch, at))
             ready.append(_Prepared(batch, batch_id, seq, pacer.pauses))
             self._unasked = seq
             self._unasked_count += 1
@@ -464,13 +465,13 @@ class CampaignRun:
         batch_id = self._batch_id()
         return batch_id, self.writer.write(self._intent_line(batch_id, batch))
 
-    def _intent_line(self, batch_id: str, batch: _Batch) -> dict[str, Any]:
+    def _intent_line(self, batch_id: str, batch: _Batch, at: str | None = None) -> dict[str, Any]:
         return {
             "type": "intent",
             "batch": batch_id,
             "pool": batch.pool_id,
             "rows": [entry.row for entry in batch.entries],
-            "at": now_text(),
+            "at": at or now_text(),
         }
 
     async def _deliver(self, batch: _Batch, prepared: _Prepared | None = None) -> None:
