@@ -352,7 +352,7 @@ class CampaignRun:
 
     async def _work(self, receive: MemoryObjectReceiveStream[_Batch]) -> None:
         async with receive:
-            while (item := self._next_ready(receive) or await self._next(receive)) is not None:
+            while (item := self._ready_or_none(receive) or await self._next(receive)) is not None:
                 if self.stopping or self._out_of_time():
                     self.outcome.work_left = True
                     self._unsent(item)
@@ -361,6 +361,14 @@ class CampaignRun:
                     await self._deliver(item.batch, item)
                 except CampaignError as err:  # the ledger failing: nothing more can be recorded
                     self._give_up(err)
+
+    def _ready_or_none(self, receive: MemoryObjectReceiveStream[_Batch]) -> _Prepared | None:
+        """`_next_ready`, or None once the ledger fails (the run gives up: no new work)."""
+        try:
+            return self._next_ready(receive)
+        except CampaignError as err:
+            self._give_up(err)
+            return None
 
     def _next_ready(self, receive: MemoryObjectReceiveStream[_Batch]) -> _Prepared | None:
         """The next batch taken ahead, if any (without waiting).
@@ -407,7 +415,12 @@ class CampaignRun:
                 ready.append(_Prepared(batch))
                 continue
             batch_id = self._batch_id()
-            seq = self.writer.write(self._intent_line(batch_id, batch, at))
+            try:
+                seq = self.writer.write(self._intent_line(batch_id, batch, at))
+            except LedgerError:
+                ready.append(_Prepared(batch))  # not sent: the run gives up
+                self.writer.salvage(self._release_line(batch_id, "ledger"))
+                raise
             ready.append(_Prepared(batch, batch_id, seq, pacer.pauses))
             self._unasked = seq
             self._unasked_count += 1
@@ -474,6 +487,19 @@ class CampaignRun:
             "at": at or now_text(),
         }
 
+    async def _durable(self, batch: _Batch, batch_id: str, seq: int) -> None:
+        """Wait until this intent is on disk; if it never will be, its request never goes."""
+        try:
+            await self.writer.durable(seq)
+        except LedgerError:
+            # The intent may be on disk, but its request will never go out: say so if
+            # the disk still takes a line, so the next run need not doubt these rows.
+            self.writer.salvage(self._release_line(batch_id, "ledger"))
+            raise
+        except anyio.get_cancelled_exc_class():
+            self._unsent(_Prepared(batch, batch_id))  # cancelled before its request
+            raise
+
     async def _deliver(self, batch: _Batch, prepared: _Prepared | None = None) -> None:
         """Send one batch until its recipients are settled (or the run stops).
 
@@ -492,14 +518,8 @@ class CampaignRun:
                 return
             batch_id, seq = intent
             attempts += 1
-            try:
-                if not self.writer.is_durable(seq):
-                    await self.writer.durable(seq)
-            except LedgerError:
-                # The intent may be on disk, but its request will never go out: say so if
-                # the disk still takes a line, so the next run need not doubt these rows.
-                self.writer.salvage(self._release_line(batch_id, "ledger"))
-                raise
+            if not self.writer.is_durable(seq):
+                await self._durable(batch, batch_id, seq)
             self.outcome.requests += 1
             try:
                 operation_id = await self.client.send_json(

@@ -278,6 +278,26 @@ def test_a_429_storm_slows_the_run_but_loses_nothing(emu: RunningEmulator, tmp_p
     assert Counter(final_states(tmp_path / "test-run.ledger.jsonl").values()) == {"accepted": 60}
 
 
+def test_a_429_voids_the_intents_written_ahead_for_the_paused_pool(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    """At batch 1, intents written ahead when a 429 pauses the pool are released, sent later."""
+    emu.faults.configure(
+        Faults(max_concurrent_requests=2, retry_after_s=0, latency_ms=(5, 10), seed=7)
+    )
+    campaign = write_campaign(tmp_path, numbers(60), batch_size=1, concurrency=8)
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    lines = ledger_lines(tmp_path / "test-run.ledger.jsonl")
+    whys = Counter(x["why"] for x in lines if x["type"] == "released")
+    assert whys["paused"] > 0
+    assert set(whys) == {"429", "paused"}
+    intents = {x["batch"] for x in lines if x["type"] == "intent"}
+    answered = {x["batch"] for x in lines if x["type"] in ("recipient", "released")}
+    assert intents == answered
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
+
+
 def test_server_errors_are_reconciled_as_absent_and_sent_once(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
