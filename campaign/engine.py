@@ -563,7 +563,7 @@ class CampaignRun:
                 # Cancelled mid-request (second signal): the request may have gone out.
                 self._settle_all(batch, "in_doubt", attempts, batch_id, None)
                 raise
-            self._settle_accepted(batch, attempts, batch_id, operation_id)
+            self._settle_all(batch, "accepted", attempts, batch_id, None, operation_id)
             return
 
     async def _isolate(self, batch: _Batch, err: RequestRejectedError, attempts: int) -> None:
@@ -594,30 +594,6 @@ class CampaignRun:
                 "tags": self._tags,
             }
         )
-
-    def _settle_accepted(
-        self, batch: _Batch, attempts: int, batch_id: str, operation_id: str
-    ) -> None:
-        """`_settle_all(batch, "accepted", ...)`, the same lines, built in one step each."""
-        at = now_text()
-        write = self.writer.write
-        pool = batch.pool_id
-        for entry in batch.entries:
-            write(
-                {
-                    "type": "recipient",
-                    "row": entry.row,
-                    "address": entry.address,
-                    "channel": entry.channel,
-                    "pool": pool,
-                    "status": "accepted",
-                    "attempts": attempts,
-                    "batch": batch_id,
-                    "operation": operation_id,
-                    "at": at,
-                }
-            )
-        self.outcome.counts["accepted"] += len(batch.entries)
 
     def _settle_all(
         self,
