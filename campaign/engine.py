@@ -12,7 +12,13 @@ groups the rest into batches of up to `batch_size` recipients of one pool. The s
 holds a few batches at most, so the reader never runs far ahead of the network.
 
 A worker takes a batch, waits for the pool's turn, writes the batch's intent and makes it
-durable, then sends it. What the answer means for the recipients:
+durable, then sends it. With small batches the intents are written ahead instead: a
+worker that finds few batches ready takes those the reader has (up to 16x concurrency
+batches, at most 256 recipients) whose pool has a slot free now, writes their intents and
+has them fsync'd in one group in the background, so that the next worker usually finds
+its intent on disk already. An intent written ahead whose request never goes out is
+released (`stopped`; `paused` when a 429 paused its pool since, and the batch queues
+again). What the answer means for the recipients:
 
 - 202: every recipient `accepted`, with the operation id.
 - 429: never processed. The intent is released, the whole pool pauses for Retry-After,
