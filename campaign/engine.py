@@ -172,7 +172,7 @@ class CampaignRun:
         self._fatal: CampaignError | None = None
         self._reader_scope: anyio.CancelScope | None = None
         # Batches taken ahead of the workers, their intents written and being synced in
-        # one group while earlier requests are in flight (see `_next`).
+        # one group while earlier requests are in flight (see `_next_ready`).
         self._ready: deque[_Prepared] = deque()
         self._unasked = 0  # the last intent written ahead whose fsync was not asked for yet
         self._unasked_count = 0  # how many of the batches ready that leaves at the tail
@@ -509,7 +509,7 @@ class CampaignRun:
     async def _deliver(self, batch: _Batch, prepared: _Prepared | None = None) -> None:
         """Send one batch until its recipients are settled (or the run stops).
 
-        `prepared`: its intent was written ahead (see `_next`); it is used unless the pool
+        `prepared`: its intent was written ahead (see `_next_ready`); it is used unless the pool
         was paused since, in which case it is released and the batch queues again.
         """
         pacer = self._pacers[batch.pool_id]
