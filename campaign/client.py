@@ -90,6 +90,7 @@ class CommsClient:
             "User-Agent": f"campaign/{__version__}",
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._messages_url = self.url("Messages")
 
     def __repr__(self) -> str:
         return f"<CommsClient {self._state.value} base_url={self.base_url!r} credentials={self.credentials!r}>"
@@ -141,17 +142,22 @@ class CommsClient:
         retryable: Retryable = Retryable.RATE_LIMITS,
     ) -> Response:
         """One call with retries as `retryable` allows; a 2xx answer, or the error raised."""
-        transport = self._transport
-        if transport is None:
-            if self._state is _State.CLOSED:
-                raise RuntimeError("Cannot send a request: this CommsClient has been closed")
-            raise RuntimeError("Open the CommsClient with `async with` before calling it")
         headers = self._headers
         body = None
         if json is not None:
             headers = self._json_headers
             body = orjson.dumps(json)
         request = Request(method, url, tuple(params), headers, body, self.timeout_s)
+        return await self._call(request, retryable)
+
+    async def _call(self, request: Request, retryable: Retryable) -> Response:
+        transport = self._transport
+        if transport is None:
+            if self._state is _State.CLOSED:
+                raise RuntimeError("Cannot send a request: this CommsClient has been closed")
+            raise RuntimeError("Open the CommsClient with `async with` before calling it")
+        if retryable is Retryable.NEVER:
+            return await self._attempt(transport, request)
         return await self.retry.run(lambda: self._attempt(transport, request), retryable)
 
     async def _attempt(self, transport: Transport, request: Request) -> Response:
@@ -354,9 +360,16 @@ class CommsClient:
         """POST /Messages; the operation id. Only a 429 is retried: anything else may have sent.
 
         `retryable=Retryable.NEVER` leaves even a 429 to the caller."""
-        url = self.url("Messages")
-        response = await self.request("POST", url, json=batch.to_json(), retryable=retryable)
-        return self._operation_id(response, "POST", url)
+        return await self.send_json(orjson.dumps(batch.to_json()), retryable=retryable)
+
+    async def send_json(self, body: bytes, *, retryable: Retryable = Retryable.RATE_LIMITS) -> str:
+        """`send` for a body already serialised: what `MessageBatch.to_json()` gives, as JSON.
+
+        The engine builds its bodies so, in one step, at up to thousands of requests a second.
+        """
+        url = self._messages_url
+        request = Request("POST", url, (), self._json_headers, body, self.timeout_s)
+        return self._operation_id(await self._call(request, retryable), "POST", url)
 
     async def list_messages(
         self,

@@ -12,7 +12,13 @@ groups the rest into batches of up to `batch_size` recipients of one pool. The s
 holds a few batches at most, so the reader never runs far ahead of the network.
 
 A worker takes a batch, waits for the pool's turn, writes the batch's intent and makes it
-durable, then sends it. What the answer means for the recipients:
+durable, then sends it. With small batches the intents are written ahead instead: a
+worker that finds few batches ready takes those the reader has (up to 16x concurrency
+batches, at most 256 recipients) whose pool has a slot free now, writes their intents and
+has them fsync'd in one group in the background, so that the next worker usually finds
+its intent on disk already. An intent written ahead whose request never goes out is
+released (`stopped`; `paused` when a 429 paused its pool since, and the batch queues
+again). What the answer means for the recipients:
 
 - 202: every recipient `accepted`, with the operation id.
 - 429: never processed. The intent is released, the whole pool pauses for Retry-After,
@@ -32,12 +38,13 @@ Per-recipient outcomes are values (ledger lines), never exceptions.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
 import anyio
+import orjson
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -55,7 +62,6 @@ from campaign.ledger import LedgerError, LedgerWriter, now_text
 from campaign.pacing import PoolPacer
 from campaign.recipients import KeptKeys, RecipientRow, read_campaign_recipients
 from campaign.reconcile import Reconciliation, reconcile
-from campaign.resources import MessageBatch, Recipient
 from campaign.retries import Retryable
 from campaign.spec import CampaignSpec
 from campaign.templating import ROW_TAG_TEMPLATE, ROW_VARIABLE, MessageTemplate
@@ -67,6 +73,7 @@ log = structlog.get_logger("campaign")
 _DEFAULT_PAUSE_S: Final = 1.0  # a 429 without Retry-After
 _UNREACHABLE_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0, 8.0)  # then the run stops
 _YIELD_EVERY: Final = 1024  # rows read between chances for other tasks to run
+_AHEAD_ROWS: Final = 256  # recipients whose intents may be written before a worker is free
 MAX_PASSES: Final = 3  # passes over the input in one run (reconciled rows are resent)
 
 
@@ -102,6 +109,16 @@ class _Entry(NamedTuple):
 class _Batch:
     pool_id: str
     entries: list[_Entry]
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch taken ahead, with its intent already written when `batch_id` is set."""
+
+    batch: _Batch
+    batch_id: str | None = None  # None: its pool had no slot free; sent the usual way
+    seq: int = 0  # the intent's line number, for `durable(upto=)`
+    pauses: int = 0  # the pool's pause count when its slot was taken
 
 
 class CampaignRun:
@@ -145,6 +162,7 @@ class CampaignRun:
         self._template = MessageTemplate(spec.message.text)
         self._used = tuple(sorted(self._template.variables - {ROW_VARIABLE}))
         self._tags = {"campaign": spec.name, "row": ROW_TAG_TEMPLATE}
+        self._content = {"text": spec.message.text}
         self._pool_ids = {alias: pool.id for alias, pool in spec.pools.items()}
         self._pacers: dict[str, PoolPacer] = {}
         for pool in spec.pools.values():
@@ -158,6 +176,14 @@ class CampaignRun:
         self._fatal: CampaignError | None = None
         self._reader_scope: anyio.CancelScope | None = None
         self._reconcile_scope: anyio.CancelScope | None = None
+        # Batches taken ahead of the workers, their intents written and being synced in
+        # one group while earlier requests are in flight (see `_next_ready`).
+        self._ready: deque[_Prepared] = deque()
+        self._unasked = 0  # the last intent written ahead whose fsync was not asked for yet
+        self._unasked_count = 0  # how many of the batches ready that leaves at the tail
+        self._ahead = min(
+            16 * spec.sending.concurrency, max(1, _AHEAD_ROWS // spec.sending.batch_size)
+        )
 
     # Control
 
@@ -244,12 +270,18 @@ class CampaignRun:
     async def _pass(self) -> None:
         """Read the input once, sending what is not settled."""
         concurrency = self.spec.sending.concurrency
-        send, receive = anyio.create_memory_object_stream[_Batch](max_buffer_size=concurrency)
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._read, send)
-            for _ in range(concurrency):
-                group.start_soon(self._work, receive.clone())
-            receive.close()
+        # Room for the batches taken ahead too, so that the reader keeps them coming.
+        buffer = concurrency + self._ahead
+        send, receive = anyio.create_memory_object_stream[_Batch](max_buffer_size=buffer)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._read, send)
+                for _ in range(concurrency):
+                    group.start_soon(self._work, receive.clone())
+                receive.close()
+        finally:
+            while self._ready:  # cancelled with batches taken ahead: never sent
+                self._unsent(self._ready.popleft())
 
     async def _read(self, send: MemoryObjectSendStream[_Batch]) -> None:
         with anyio.CancelScope() as scope:
@@ -354,14 +386,91 @@ class CampaignRun:
 
     async def _work(self, receive: MemoryObjectReceiveStream[_Batch]) -> None:
         async with receive:
-            while (batch := await _take(receive)) is not None:
+            while (item := self._ready_or_none(receive) or await self._next(receive)) is not None:
                 if self.stopping or self._out_of_time():
                     self.outcome.work_left = True
+                    self._unsent(item)
                     continue  # drain, so the reader is never left blocked on a full stream
                 try:
-                    await self._deliver(batch)
+                    await self._deliver(item.batch, item)
                 except CampaignError as err:  # the ledger failing: nothing more can be recorded
                     self._give_up(err)
+
+    def _ready_or_none(self, receive: MemoryObjectReceiveStream[_Batch]) -> _Prepared | None:
+        """`_next_ready`, or None once the ledger fails (the run gives up: no new work)."""
+        try:
+            return self._next_ready(receive)
+        except CampaignError as err:
+            self._give_up(err)
+            return None
+
+    def _next_ready(self, receive: MemoryObjectReceiveStream[_Batch]) -> _Prepared | None:
+        """The next batch taken ahead, if any (without waiting).
+
+        At one recipient a batch, an fsync before every request would leave the workers
+        waiting on the disk in turns; so when few batches are ready, the batches the reader
+        already has are taken ahead, their intents written and synced in one group in the
+        background, and a worker usually finds its intent on disk when it gets there.
+        """
+        ready = self._ready
+        # Topped up a quarter at a time: the reader, blocked on a full stream, then wakes
+        # once to refill many slots rather than once a batch.
+        if len(ready) <= self._ahead * 3 // 4 and not self.stopping:
+            self._prepare(receive)
+        if not ready:
+            return None
+        item = ready.popleft()
+        # It may have been one whose fsync was not asked for yet (durable starts it).
+        self._unasked_count = min(self._unasked_count, len(ready))
+        return item
+
+    async def _next(self, receive: MemoryObjectReceiveStream[_Batch]) -> _Prepared | None:
+        """The reader's next batch, waiting for it; None once the reader is done."""
+        batch = await _take(receive)
+        return None if batch is None else _Prepared(batch)
+
+    def _prepare(self, receive: MemoryObjectReceiveStream[_Batch]) -> None:
+        """Take what the reader has ready (up to `_ahead`) and write the intents of those
+        whose pool has a slot free now.
+
+        Their fsync is started once only half the batches ahead are covered by syncs
+        already asked for, so that one fsync covers many intents and still ends before a
+        worker needs them (if not, `durable` waits for it, or starts it).
+        """
+        ready = self._ready
+        at = now_text()  # one instant for the intents written here
+        while len(ready) < self._ahead:
+            try:
+                batch = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            pacer = self._pacers[batch.pool_id]
+            if not pacer.turn_now(len(batch.entries)):
+                ready.append(_Prepared(batch))
+                continue
+            batch_id = self._batch_id()
+            try:
+                seq = self.writer.write(self._intent_line(batch_id, batch, at))
+            except LedgerError:
+                ready.append(_Prepared(batch))  # not sent: the run gives up
+                self.writer.salvage(self._release_line(batch_id, "ledger"))
+                raise
+            ready.append(_Prepared(batch, batch_id, seq, pacer.pauses))
+            self._unasked = seq
+            self._unasked_count += 1
+        if self._unasked and len(ready) - self._unasked_count <= self._ahead // 2:
+            self.writer.sync_soon(self._unasked)
+            self._unasked = self._unasked_count = 0
+
+    def _unsent(self, item: _Prepared) -> None:
+        """A batch taken ahead that will not be sent in this run: free its intent's rows."""
+        if item.batch_id is None:
+            return
+        line = self._release_line(item.batch_id, "stopped")
+        try:
+            self.writer.write(line)
+        except LedgerError:
+            self.writer.salvage(line)
 
     def _give_up(self, err: CampaignError) -> None:
         """A run-level failure: remember the first, and take no new work."""
@@ -379,39 +488,76 @@ class CampaignRun:
     def _release_line(batch_id: str, why: str) -> dict[str, Any]:
         return {"type": "released", "batch": batch_id, "why": why, "at": now_text()}
 
-    async def _deliver(self, batch: _Batch) -> None:
-        """Send one batch until its recipients are settled (or the run stops)."""
+    def _written_ahead(
+        self, prepared: _Prepared | None, pacer: PoolPacer
+    ) -> tuple[str, int] | None:
+        """The batch id and line number of an intent written ahead, if it still holds.
+
+        It does not if its pool was paused since (its slot is void): then it is released,
+        and the batch waits for a new slot like any other.
+        """
+        if prepared is None or prepared.batch_id is None:
+            return None
+        if prepared.pauses == pacer.pauses:
+            return prepared.batch_id, prepared.seq
+        self._release(prepared.batch_id, "paused")
+        return None
+
+    async def _intent(self, batch: _Batch, pacer: PoolPacer) -> tuple[str, int] | None:
+        """The batch id and line number of a new intent, at the pool's pace; None if the
+        run stops meanwhile."""
+        await pacer.wait_turn(len(batch.entries))
+        if self.stopping:
+            return None
+        batch_id = self._batch_id()
+        return batch_id, self.writer.write(self._intent_line(batch_id, batch))
+
+    def _intent_line(self, batch_id: str, batch: _Batch, at: str | None = None) -> dict[str, Any]:
+        return {
+            "type": "intent",
+            "batch": batch_id,
+            "pool": batch.pool_id,
+            "rows": [entry.row for entry in batch.entries],
+            "at": at or now_text(),
+        }
+
+    async def _durable(self, batch: _Batch, batch_id: str, seq: int) -> None:
+        """Wait until this intent is on disk; if it never will be, its request never goes."""
+        try:
+            await self.writer.durable(seq)
+        except LedgerError:
+            # The intent may be on disk, but its request will never go out: say so if
+            # the disk still takes a line, so the next run need not doubt these rows.
+            self.writer.salvage(self._release_line(batch_id, "ledger"))
+            raise
+        except anyio.get_cancelled_exc_class():
+            self._unsent(_Prepared(batch, batch_id))  # cancelled before its request
+            raise
+
+    async def _deliver(self, batch: _Batch, prepared: _Prepared | None = None) -> None:
+        """Send one batch until its recipients are settled (or the run stops).
+
+        `prepared`: its intent was written ahead (see `_next_ready`); it is used unless the pool
+        was paused since, in which case it is released and the batch queues again.
+        """
         pacer = self._pacers[batch.pool_id]
         entries = batch.entries
         attempts = 0
         unreachable = 0
         while True:
-            await pacer.wait_turn(len(entries))
-            if self.stopping:
+            intent = self._written_ahead(prepared, pacer) or await self._intent(batch, pacer)
+            prepared = None
+            if intent is None:  # the run is stopping
                 self.outcome.work_left = True
                 return
+            batch_id, seq = intent
             attempts += 1
-            batch_id = self._batch_id()
-            self.writer.write(
-                {
-                    "type": "intent",
-                    "batch": batch_id,
-                    "pool": batch.pool_id,
-                    "rows": [entry.row for entry in entries],
-                    "at": now_text(),
-                }
-            )
-            try:
-                await self.writer.durable()
-            except LedgerError:
-                # The intent may be on disk, but its request will never go out: say so if
-                # the disk still takes a line, so the next run need not doubt these rows.
-                self.writer.salvage(self._release_line(batch_id, "ledger"))
-                raise
+            if not self.writer.is_durable(seq):
+                await self._durable(batch, batch_id, seq)
             self.outcome.requests += 1
             try:
-                operation_id = await self.client.send(
-                    self._message_batch(batch), retryable=Retryable.NEVER
+                operation_id = await self.client.send_json(
+                    self._body(batch), retryable=Retryable.NEVER
                 )
             except RateLimitedError as err:
                 self._release(batch_id, "429")
@@ -466,12 +612,21 @@ class CampaignRun:
         for half in (entries[:middle], entries[middle:]):
             await self._deliver(_Batch(batch.pool_id, half))
 
-    def _message_batch(self, batch: _Batch) -> MessageBatch:
-        return MessageBatch(
-            recipients=[Recipient(e.address, e.channel, e.variables) for e in batch.entries],
-            sender_pool_id=batch.pool_id,
-            text=self.spec.message.text,
-            tags=self._tags,
+    def _body(self, batch: _Batch) -> bytes:
+        """The request's JSON, as `MessageBatch(...).to_json()` would give it, in one step.
+
+        Every recipient has variables: at least the row number for its `row` tag.
+        """
+        return orjson.dumps(
+            {
+                "from": {"senderPoolId": batch.pool_id},
+                "to": [
+                    {"address": e.address, "channel": e.channel, "variables": e.variables}
+                    for e in batch.entries
+                ],
+                "content": self._content,
+                "tags": self._tags,
+            }
         )
 
     def _settle_all(

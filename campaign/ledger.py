@@ -335,6 +335,7 @@ class LedgerWriter:
         self._written_seq = 0  # lines handed to the OS
         self._queued_seq = 0  # lines buffered so far
         self._synced_seq = 0
+        self._wanted_seq = 0  # lines `sync_soon` was asked to make durable
         self._syncing: asyncio.Future[None] | None = None
         self._fd: int | None = None
         self._broken: LedgerError | None = None
@@ -377,19 +378,20 @@ class LedgerWriter:
             "its permissions, then run again: what is on disk is kept and the run resumes"
         )
 
-    def write(self, line: dict[str, Any]) -> None:
-        """Buffer one line (and fold it into `state`)."""
+    def write(self, line: dict[str, Any]) -> int:
+        """Buffer one line (and fold it into `state`); its number, for `durable(upto=)`."""
         if self._broken is not None:
             raise self._broken
         if self._fd is None:
             raise LedgerError(f"{self.path}: the ledger is not open for writing")
         self.state.record(line)
-        data = orjson.dumps(line) + b"\n"
+        data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         self._buffer.append(data)
         self._buffered += len(data)
         self._queued_seq += 1
         if self._buffered >= _BUFFER_LIMIT:
             self._write_buffer()
+        return self._queued_seq
 
     def write_many(self, lines: Iterable[dict[str, Any]]) -> None:
         for line in lines:
@@ -413,15 +415,21 @@ class LedgerWriter:
             raise self._broken from None
         self._written_seq = upto
 
-    async def durable(self) -> None:
-        """Return once every line written so far is on disk (fsync'd).
+    def is_durable(self, upto: int) -> bool:
+        """Whether line number `upto` is on disk already (and the writer still sound)."""
+        return self._synced_seq >= upto and self._broken is None
+
+    async def durable(self, upto: int | None = None) -> None:
+        """Return once every line written so far (or up to line number `upto`) is on disk.
 
         Group commit: while one fsync runs (in a thread, so the loop goes on), callers
-        arriving meanwhile wait for it to end and then share the next one.
+        arriving meanwhile wait for it to end and then share the next one. `upto` (what
+        `write` returned) lets a caller wait for its own line only, not for lines written
+        after it.
         """
         if self._broken is not None:
             raise self._broken
-        target = self._queued_seq
+        target = self._queued_seq if upto is None else upto
         while self._synced_seq < target:
             if self._syncing is not None:
                 if self._syncing.done():
@@ -435,19 +443,36 @@ class LedgerWriter:
                 if self._broken is not None:
                     raise self._broken  # the sync this one waited on failed
                 continue
-            self._write_buffer()
-            fd = self._fd
-            if fd is None:
-                raise LedgerError(f"{self.path}: the ledger is closed")
-            syncing = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
-            # The bookkeeping runs as the sync's first callback, before any waiter wakes,
-            # so no waiter can find the sync finished but not yet accounted for.
-            syncing.add_done_callback(functools.partial(self._sync_done, self._written_seq))
-            self._syncing = syncing
+            syncing = self._start_sync()
             try:
                 await asyncio.shield(syncing)
             except OSError:
                 raise self._broken or self._error("sync", OSError()) from None
+
+    def sync_soon(self, upto: int) -> None:
+        """Start making the lines up to number `upto` durable, without waiting.
+
+        The fsync runs in the background (and, if one is running, right after it), so a
+        later `durable(upto)` usually finds the line on disk already; a failure is raised
+        there.
+        """
+        self._wanted_seq = max(self._wanted_seq, upto)
+        if self._syncing is None and self._synced_seq < upto and self._broken is None:
+            with contextlib.suppress(LedgerError):  # kept in _broken, raised by durable()
+                self._start_sync()
+
+    def _start_sync(self) -> asyncio.Future[None]:
+        """Hand every buffered line to the OS and start one fsync of them in a thread."""
+        self._write_buffer()
+        fd = self._fd
+        if fd is None:
+            raise LedgerError(f"{self.path}: the ledger is closed")
+        syncing = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+        # The bookkeeping runs as the sync's first callback, before any waiter wakes,
+        # so no waiter can find the sync finished but not yet accounted for.
+        syncing.add_done_callback(functools.partial(self._sync_done, self._written_seq))
+        self._syncing = syncing
+        return syncing
 
     def _sync_done(self, upto: int, syncing: asyncio.Future[None]) -> None:
         self._syncing = None
@@ -458,3 +483,5 @@ class LedgerWriter:
             self._broken = self._error("sync", error)
         elif error is None:
             self._synced_seq = max(self._synced_seq, upto)
+            if self._wanted_seq > self._synced_seq and self._fd is not None:
+                self.sync_soon(self._wanted_seq)  # asked for while this one ran

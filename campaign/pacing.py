@@ -56,6 +56,15 @@ class PoolPacer:
             if pauses == self._pauses:  # no pause began while this batch waited
                 return
 
+    def turn_now(self, recipients: int) -> bool:
+        """Take this batch's slot if it is free now (True); otherwise take nothing (False)."""
+        now = self._clock()
+        start = max(now, self._next_s, self._paused_until_s)
+        if start > now:
+            return False
+        self._next_s = start + recipients / self.rate_per_s
+        return True
+
     def pause(self, seconds: float) -> None:
         """Hold every batch of this pool for `seconds` (a 429's Retry-After)."""
         until = self._clock() + seconds
@@ -69,3 +78,8 @@ class PoolPacer:
     @property
     def paused_until_s(self) -> float:
         return self._paused_until_s
+
+    @property
+    def pauses(self) -> int:
+        """How many pauses began so far: a slot taken before the latest one is void."""
+        return self._pauses

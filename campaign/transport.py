@@ -110,7 +110,9 @@ class AiohttpTransport:
                 allow_redirects=False,
             ) as answer:
                 body = await answer.read()
-                return Response(answer.status, dict(answer.headers), body)
+                # The headers as aiohttp parsed them (a read-only, case-blind mapping): a
+                # copy per answer costs more than the rest of reading a 202.
+                return Response(answer.status, answer.headers, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             failure = _failure(exc, method, str(url.with_query(None)), request.timeout_s)
             if failure is None:

@@ -368,6 +368,27 @@ async def test_send_finds_the_operation_id_in_body_or_headers(
         assert await client.send(batch()) == OPERATION
 
 
+async def test_send_json_posts_the_body_as_given_with_the_json_headers() -> None:
+    """send_json sends its bytes untouched to /Messages, as send would a batch's to_json()."""
+    transport = MockTransport(
+        lambda _request: Response(202, {}, orjson.dumps({"operationId": OPERATION}))
+    )
+    client = CommsClient(
+        base_url="https://comms.example/v1",
+        credentials=client_credentials(),
+        transport=transport,
+        environ={},
+    )
+    body = orjson.dumps(batch(2).to_json())
+    async with client:
+        assert await client.send_json(body) == OPERATION
+        assert await client.send(batch(2)) == OPERATION
+    raw, wrapped = transport.requests
+    assert raw == wrapped
+    assert (raw.method, raw.url, raw.body) == ("POST", "https://comms.example/v1/Messages", body)
+    assert raw.headers["Content-Type"] == "application/json"
+
+
 async def test_send_without_any_operation_id_is_unexpected() -> None:
     """A 202 naming no operation anywhere is raised as UnexpectedResponseError (ambiguous)."""
     transport = MockTransport(lambda _request: Response(202, {}, b"accepted"))

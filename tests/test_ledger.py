@@ -302,6 +302,54 @@ async def test_concurrent_durable_calls_share_one_fsync(
     assert contents(path) == whole
 
 
+async def test_durable_upto_a_line_does_not_wait_for_lines_after_it(
+    writer: LedgerWriter, path: Path, fsyncs: list[int]
+) -> None:
+    """durable(upto=n) makes line n durable and returns at once later, whatever came after."""
+    writer.write(HEADER)
+    seq = writer.write(intent("1.1", [1]))
+    await writer.durable(upto=seq)
+    assert len(fsyncs) == 1
+    writer.write(recipient(1))
+    await writer.durable(upto=seq)
+    assert len(fsyncs) == 1
+    assert contents(path) == jsonl(HEADER, intent("1.1", [1]))
+
+
+async def test_sync_soon_syncs_in_the_background_and_again_for_lines_asked_meanwhile(
+    writer: LedgerWriter, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync_soon starts an fsync without waiting; asked again during it, one more follows."""
+    sync = HeldSync()
+    monkeypatch.setattr(os, "fsync", sync)
+    first = writer.write(intent("1.1", [1]))
+    writer.sync_soon(first)
+    await sync.started()
+    second = writer.write(intent("1.2", [2]))
+    third = writer.write(intent("1.3", [3]))
+    writer.sync_soon(second)
+    writer.sync_soon(third)
+    assert len(sync.calls) == 1  # one sync at a time
+    sync.release()
+    await writer.durable(upto=third)
+    assert len(sync.calls) == 2  # the second covered both lines asked for during the first
+    assert sync.sizes[1] == len(jsonl(*(intent(f"1.{row}", [row]) for row in (1, 2, 3))))
+    assert contents(path) == jsonl(*(intent(f"1.{row}", [row]) for row in (1, 2, 3)))
+
+
+async def test_a_background_sync_that_fails_is_raised_by_durable(
+    writer: LedgerWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed sync_soon breaks the writer; the next durable() raises it."""
+    sync = HeldSync(first_error=OSError(errno.EIO, "Input/output error"))
+    monkeypatch.setattr(os, "fsync", sync)
+    seq = writer.write(intent("1.1", [1]))
+    writer.sync_soon(seq)
+    sync.release()
+    with pytest.raises(LedgerError, match="cannot sync the ledger: Input/output error"):
+        await writer.durable(upto=seq)
+
+
 async def test_a_full_disk_breaks_the_writer_for_good(
     writer: LedgerWriter, path: Path, fsyncs: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

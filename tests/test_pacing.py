@@ -197,6 +197,30 @@ async def test_a_shorter_pause_does_not_cut_a_longer_one() -> None:
     assert clock.now == T0 + 5.0
 
 
+def test_turn_now_takes_only_a_slot_that_is_free_now() -> None:
+    """turn_now takes a free slot (True) and never waits: a later slot is left untaken."""
+    clock = FakeClock()
+    pacer = clock.pacer(10)
+    assert pacer.turn_now(10)
+    assert not pacer.turn_now(10)  # the next slot is 1 s away: not taken
+    clock.now += 1.0
+    assert pacer.turn_now(10)
+    assert clock.sleeps == []
+
+
+def test_turn_now_is_refused_during_a_pause_and_pauses_are_counted() -> None:
+    """A paused pool has no free slot; `pauses` tells a slot taken before the pause."""
+    clock = FakeClock()
+    pacer = clock.pacer(math.inf)
+    assert pacer.turn_now(1)
+    before = pacer.pauses
+    pacer.pause(2.0)
+    assert pacer.pauses == before + 1
+    assert not pacer.turn_now(1)
+    clock.now += 2.0
+    assert pacer.turn_now(1)
+
+
 async def test_an_unlimited_rate_still_honours_a_pause() -> None:
     """rate math.inf waits out a pause, then goes back to never waiting."""
     clock = FakeClock()

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -32,6 +32,7 @@ import structlog
 from api_fakes import CLI_ENV, FakeSleep, emulator_in_thread
 from click.testing import CliRunner, Result
 
+from campaign import engine as engine_module
 from campaign import ledger as ledger_module
 from campaign import recipients as recipients_module
 from campaign import reconcile_command as reconcile_command_module
@@ -39,10 +40,13 @@ from campaign import run_command as run_command_module
 from campaign import runtime as runtime_module
 from campaign.cli import cli
 from campaign.emulator import SAMPLE_POOL_ID, Clock, Faults, RunningEmulator
-from campaign.engine import CampaignRun
+from campaign.engine import CampaignRun, _Batch, _Entry
 from campaign.ledger import LedgerLock
 from campaign.reconcile import reconcile
+from campaign.resources import MessageBatch, Recipient
 from campaign.retries import RetryPolicy
+from campaign.spec import load_spec
+from campaign.templating import ROW_TAG_TEMPLATE
 
 SAMPLES = Path(__file__).parent.parent / "sample_campaigns"
 UNKNOWN_POOL = "comms_senderpool_01kdvdna0000000000000000zz"
@@ -272,6 +276,26 @@ def test_a_429_storm_slows_the_run_but_loses_nothing(emu: RunningEmulator, tmp_p
     assert stats["recipients_accepted"] == 60
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
     assert Counter(final_states(tmp_path / "test-run.ledger.jsonl").values()) == {"accepted": 60}
+
+
+def test_a_429_voids_the_intents_written_ahead_for_the_paused_pool(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    """At batch 1, intents written ahead when a 429 pauses the pool are released, sent later."""
+    emu.faults.configure(
+        Faults(max_concurrent_requests=2, retry_after_s=0, latency_ms=(5, 10), seed=7)
+    )
+    campaign = write_campaign(tmp_path, numbers(60), batch_size=1, concurrency=8)
+    result = run(emu, campaign, "--json")
+    assert result.exit_code == 0, result.output
+    lines = ledger_lines(tmp_path / "test-run.ledger.jsonl")
+    whys = Counter(x["why"] for x in lines if x["type"] == "released")
+    assert whys["paused"] > 0
+    assert set(whys) == {"429", "paused"}
+    intents = {x["batch"] for x in lines if x["type"] == "intent"}
+    answered = {x["batch"] for x in lines if x["type"] in ("recipient", "released")}
+    assert intents == answered
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
 
 
 def test_server_errors_are_reconciled_as_absent_and_sent_once(
@@ -557,6 +581,8 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_before_its_next_request(
         real_fsync(fd)
 
     monkeypatch.setattr(ledger_module.os, "fsync", fsync_until_the_disk_fills)
+    # No intents written ahead of the worker: one fsync a request, so they can be counted.
+    monkeypatch.setattr(engine_module, "_AHEAD_ROWS", 0)
     result = run(emu, campaign)
     assert result.exit_code == 1, result.output
     assert "No space left on device" in result.stderr
@@ -804,6 +830,44 @@ def test_max_duration_starts_no_request_after_it_and_the_next_run_goes_on(
     assert document["this_run"]["accepted"] == sent
     assert run(emu, campaign).exit_code == 0
     assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 31), 1))
+
+
+def test_the_request_body_is_what_a_message_batch_gives(tmp_path: Path) -> None:
+    """The engine's one-step JSON body equals MessageBatch(...).to_json() for its batch."""
+    campaign = write_campaign(tmp_path, numbers(2))
+    spec = load_spec(campaign)
+    run_ = CampaignRun(spec, cast(Any, None), cast(Any, None), run_number=1)
+    entries = [
+        _Entry(1, "+12065551000", "PHONE", {"first_name": "Ann", "_row": "1"}),
+        _Entry(2, "+12065551001", "WHATSAPP", {"_row": "2"}),
+    ]
+    expected = MessageBatch(
+        [Recipient(e.address, e.channel, e.variables) for e in entries],
+        sender_pool_id=SAMPLE_POOL_ID,
+        text=spec.message.text,
+        tags={"campaign": "test-run", "row": ROW_TAG_TEMPLATE},
+    ).to_json()
+    assert json.loads(run_._body(_Batch(SAMPLE_POOL_ID, entries))) == expected
+
+
+def test_intents_written_ahead_are_released_when_the_run_stops(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At batch 1 intents are written ahead of the workers; a stop releases the unsent ones."""
+    monkeypatch.setattr(run_command_module, "CampaignRun", CampaignRun)  # real clock
+    emu.faults.configure(Faults(latency_ms=(20, 30), seed=3))
+    campaign = write_campaign(tmp_path, numbers(60), batch_size=1, concurrency=2)
+    first = run(emu, campaign, "--max-duration", "0.15", "--json")
+    assert first.exit_code == 3, first.output
+    lines = ledger_lines(tmp_path / "test-run.ledger.jsonl")
+    intents = {x["batch"] for x in lines if x["type"] == "intent"}
+    answered = {x["batch"] for x in lines if x["type"] in ("recipient", "released")}
+    assert intents == answered  # none left in doubt
+    assert {x["why"] for x in lines if x["type"] == "released"} == {"stopped"}
+    sent = inspect(emu, "stats")["recipients_accepted"]
+    assert sent == summary(first)["this_run"]["accepted"] < 60
+    assert run(emu, campaign).exit_code == 0
+    assert sent_rows(emu) == Counter(dict.fromkeys(range(1, 61), 1))
 
 
 @pytest.mark.parametrize(("answer", "code", "sent"), [("n\n", 3, 0), ("y\n", 0, 5)])
