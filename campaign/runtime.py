@@ -14,8 +14,6 @@ import structlog
 from campaign.client import CommsClient
 from campaign.console import ExitCode, fail, warn
 from campaign.credentials import Credentials
-from campaign.emulator import Credentials as EmulatorCredentials
-from campaign.emulator import serve
 from campaign.exceptions import AmbiguousError, CampaignFileError, RateLimitedError, TemplateError
 from campaign.ledger import LedgerBusyError, LedgerError, LedgerLock
 from campaign.retries import RetryPolicy
@@ -93,6 +91,10 @@ async def api_client(
         ) as client:
             yield client
         return
+    # Imported here: a run against the real API never loads the emulator.
+    from campaign.emulator import Credentials as EmulatorCredentials  # noqa: PLC0415
+    from campaign.emulator import serve  # noqa: PLC0415
+
     accepted = EmulatorCredentials.from_environment()
     user, secret = accepted.pairs[0]
     async with serve(port=0, credentials=accepted) as running:
