@@ -119,6 +119,7 @@ class _Prepared:
     batch_id: str | None = None  # None: its pool had no slot free; sent the usual way
     seq: int = 0  # the intent's line number, for `durable(upto=)`
     pauses: int = 0  # the pool's pause count when its slot was taken
+    slot_s: float = 0.0  # when its slot was taken (the run's clock)
 
 
 class CampaignRun:
@@ -455,7 +456,7 @@ class CampaignRun:
                 ready.append(_Prepared(batch))  # not sent: the run gives up
                 self.writer.salvage(self._release_line(batch_id, "ledger"))
                 raise
-            ready.append(_Prepared(batch, batch_id, seq, pacer.pauses))
+            ready.append(_Prepared(batch, batch_id, seq, pacer.pauses, self._clock()))
             self._unasked = seq
             self._unasked_count += 1
         if self._unasked and len(ready) - self._unasked_count <= self._ahead // 2:
@@ -493,14 +494,20 @@ class CampaignRun:
     ) -> tuple[str, int] | None:
         """The batch id and line number of an intent written ahead, if it still holds.
 
-        It does not if its pool was paused since (its slot is void): then it is released,
-        and the batch waits for a new slot like any other.
+        It does not if its pool was paused since (its slot is void), nor if its slot has
+        passed (the workers were busy: sent now, it could crowd the next slots' batches)
+        and no other slot is free now: then it is released, and the batch waits for a new
+        slot like any other.  (An unpaced pool always has one free.)
         """
         if prepared is None or prepared.batch_id is None:
             return None
-        if prepared.pauses == pacer.pauses:
+        recipients = len(prepared.batch.entries)
+        if prepared.pauses != pacer.pauses:
+            self._release(prepared.batch_id, "paused")
+        elif pacer.on_time(prepared.slot_s, recipients) or pacer.turn_now(recipients):
             return prepared.batch_id, prepared.seq
-        self._release(prepared.batch_id, "paused")
+        else:
+            self._release(prepared.batch_id, "late")
         return None
 
     async def _intent(self, batch: _Batch, pacer: PoolPacer) -> tuple[str, int] | None:

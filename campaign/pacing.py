@@ -65,6 +65,12 @@ class PoolPacer:
         self._next_s = start + recipients / self.rate_per_s
         return True
 
+    def on_time(self, taken_s: float, recipients: int) -> bool:
+        """Whether a batch whose slot `turn_now` gave at `taken_s` may still go now: within
+        one slot's length of it.  Later, it could go out with the batches of the next
+        slots and give the pool more than its rate plus one batch in a second."""
+        return self._clock() - taken_s <= recipients / self.rate_per_s
+
     def pause(self, seconds: float) -> None:
         """Hold every batch of this pool for `seconds` (a 429's Retry-After)."""
         until = self._clock() + seconds

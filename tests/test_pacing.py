@@ -208,6 +208,20 @@ def test_turn_now_takes_only_a_slot_that_is_free_now() -> None:
     assert clock.sleeps == []
 
 
+def test_a_slot_taken_ahead_is_on_time_for_one_slots_length_only() -> None:
+    """on_time: a batch may use the slot turn_now gave it until the next slot begins, no
+    later (then it could land together with the next batches)."""
+    clock = FakeClock()
+    pacer = clock.pacer(10)
+    taken = clock.now
+    assert pacer.turn_now(5)  # a slot of 0.5 s
+    clock.now += 0.5
+    assert pacer.on_time(taken, 5)
+    clock.now += 0.001
+    assert not pacer.on_time(taken, 5)
+    assert pacer.turn_now(5)  # the next slot, now free: what a late batch takes instead
+
+
 def test_turn_now_is_refused_during_a_pause_and_pauses_are_counted() -> None:
     """A paused pool has no free slot; `pauses` tells a slot taken before the pause."""
     clock = FakeClock()

@@ -291,7 +291,8 @@ def test_a_429_voids_the_intents_written_ahead_for_the_paused_pool(
     lines = ledger_lines(tmp_path / "test-run.ledger.jsonl")
     whys = Counter(x["why"] for x in lines if x["type"] == "released")
     assert whys["paused"] > 0
-    assert set(whys) == {"429", "paused"}
+    # (`late`: a slot taken ahead that passed while the workers were busy, none free then.)
+    assert set(whys) <= {"429", "paused", "late"}
     intents = {x["batch"] for x in lines if x["type"] == "intent"}
     answered = {x["batch"] for x in lines if x["type"] in ("recipient", "released")}
     assert intents == answered
@@ -533,11 +534,13 @@ class FastTime:
         await anyio.sleep(seconds / SPEED)
 
 
+@pytest.mark.parametrize("batch", [5, 1])
 def test_pacing_holds_the_pool_rate_on_the_emulator_clock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
+    """Batches sent at their slot and batches whose intents were written ahead alike."""
     fast = FastTime()
-    rate, batch = 30, 5
+    rate = 30
     monkeypatch.setattr(
         run_command_module,
         "CampaignRun",
@@ -561,7 +564,7 @@ def test_pacing_holds_the_pool_rate_on_the_emulator_clock(
     for index, start in enumerate(starts):
         in_window = bisect.bisect_left(starts, start + 1.0) - index
         assert in_window <= rate + batch, (start, in_window)
-    # ...and over the run, its rate: 295 recipients after the first batch, at 30/s.
+    # ...and over the run, its rate: the recipients after the first batch, at 30/s.
     span = starts[-1] - starts[0]
     assert (300 - batch) / span == pytest.approx(rate, rel=0.01)
 
