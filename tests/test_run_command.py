@@ -231,6 +231,45 @@ def test_a_stopped_run_resumes_to_the_same_ledger_as_an_unbroken_one(
     )
 
 
+def test_a_resumed_run_reads_only_past_the_settled_rows_and_still_finds_their_repeats(
+    emu: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """<ledger>.keys: rows every earlier run settled are not checked again, yet a later row
+    repeating one of them is still a duplicate; without the file, everything is read again."""
+    rows = [*numbers(12), numbers(1, start=1)[0], *numbers(3, start=12)]  # row 13 = row 2
+    campaign = write_campaign(tmp_path, rows, batch_size=5)
+    ledger = tmp_path / "test-run.ledger.jsonl"
+    keys = tmp_path / "test-run.ledger.jsonl.keys"
+    checked: list[str] = []
+    real_normalise = recipients_module.normalise
+
+    def counting_normalise(raw: str, region: str | None) -> str | None:
+        checked.append(raw)
+        return real_normalise(raw, region)
+
+    monkeypatch.setattr(recipients_module, "normalise", counting_normalise)
+    assert run(emu, campaign, "--max-recipients", "5").exit_code == 3
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    checked.clear()
+    assert run(emu, campaign).exit_code == 0
+    assert len(checked) == len(rows) - 5  # rows 1-5, settled, were not checked again
+    states = final_states(ledger)
+    assert states[13] == "duplicate"
+    assert [x["error"] for x in ledger_lines(ledger) if x.get("row") == 13] == [
+        "same address and channel as row 2"
+    ]
+    assert sent_rows(emu) == Counter(dict.fromkeys([*range(1, 13), *range(14, 17)], 1))
+
+    keys.unlink()  # safe to delete: the next run reads every row again
+    with (tmp_path / "people.csv").open("a") as people:
+        people.write(numbers(1)[0].split(",")[0] + ",Again\n")  # row 17 = row 1
+    checked.clear()
+    assert run(emu, campaign).exit_code == 0
+    assert len(checked) == len(rows) + 1
+    assert final_states(ledger)[17] == "duplicate"
+    assert sent_rows(emu) == Counter(dict.fromkeys([*range(1, 13), *range(14, 17)], 1))
+
+
 # What the API answers
 
 
