@@ -430,11 +430,11 @@ def _settled(
         # Only if the file changed after check_list_file() decoded all of it.
         raise RecipientsFileError(str(path), f"changed while being read: {error}") from None
     except sqlite3.Error as error:
-        # The disk under the temporary store filled up, or went away: not this row's fault.
+        # The disk under the store filled up, or went away: not this row's fault.
         raise RecipientsFileError(
             seen.directory,
-            f"the temporary store for finding duplicates failed: {error}",
-            hint="free disk space there, or give a work directory elsewhere",
+            f"the store of addresses for finding duplicates failed: {error}",
+            hint="free disk space there (the temporary folder, or the ledger's for a run)",
         ) from None
     finally:
         _close_all(resources)
