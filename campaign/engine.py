@@ -58,6 +58,7 @@ from campaign.exceptions import (
     TemplateError,
     UnreachableError,
 )
+from campaign.inflight import InFlightCap
 from campaign.ledger import LedgerError, LedgerWriter, now_text
 from campaign.pacing import PoolPacer
 from campaign.recipients import KeptKeys, RecipientRow, read_campaign_recipients
@@ -177,6 +178,8 @@ class CampaignRun:
         self._fatal: CampaignError | None = None
         self._reader_scope: anyio.CancelScope | None = None
         self._reconcile_scope: anyio.CancelScope | None = None
+        # The account's limit on requests in flight, as its 429s tell it (see inflight.py).
+        self._in_flight = InFlightCap(spec.sending.concurrency, clock=clock)
         # Batches taken ahead of the workers, their intents written and being synced in
         # one group while earlier requests are in flight (see `_next_ready`).
         self._ready: deque[_Prepared] = deque()
@@ -563,9 +566,7 @@ class CampaignRun:
                 await self._durable(batch, batch_id, seq)
             self.outcome.requests += 1
             try:
-                operation_id = await self.client.send_json(
-                    self._body(batch), retryable=Retryable.NEVER
-                )
+                operation_id = await self._post(batch)
             except RateLimitedError as err:
                 self._release(batch_id, "429")
                 wait_s = err.retry_after_s if err.retry_after_s is not None else _DEFAULT_PAUSE_S
@@ -606,6 +607,20 @@ class CampaignRun:
                 raise
             self._settle_all(batch, "accepted", attempts, batch_id, None, operation_id)
             return
+
+    async def _post(self, batch: _Batch) -> str:
+        """POST the batch within the in-flight cap (a 429 lowers it); its operation id."""
+        gate = self._in_flight
+        await gate.enter()
+        try:
+            operation_id = await self.client.send_json(self._body(batch), retryable=Retryable.NEVER)
+        except RateLimitedError:
+            gate.refused()
+            raise
+        finally:
+            gate.leave()
+        gate.answered()
+        return operation_id
 
     async def _isolate(self, batch: _Batch, err: RequestRejectedError, attempts: int) -> None:
         """A refused batch: halves resent until the refused recipients are alone."""
