@@ -565,15 +565,18 @@ class CampaignRun:
             if not self.writer.is_durable(seq):
                 await self._durable(batch, batch_id, seq)
             self.outcome.requests += 1
+            gate = self._in_flight
+            if not gate.take():  # a slot at once: the usual case, without a coroutine
+                await gate.enter()
             try:
-                operation_id = await self._post(batch)
+                try:
+                    operation_id = await self.client.send_json(
+                        self._body(batch), retryable=Retryable.NEVER
+                    )
+                finally:
+                    gate.leave()  # before any handling below waits (or sends halves)
             except RateLimitedError as err:
-                self._release(batch_id, "429")
-                wait_s = err.retry_after_s if err.retry_after_s is not None else _DEFAULT_PAUSE_S
-                pacer.pause(wait_s)
-                log.warning(
-                    "campaign.pool_paused", pool=batch.pool_id, seconds=wait_s, batch=batch_id
-                )
+                self._rate_limited(batch, batch_id, pacer, err)
                 continue
             except RequestRejectedError as err:
                 self._release(batch_id, str(err.status or 400))
@@ -605,22 +608,19 @@ class CampaignRun:
                 # Cancelled mid-request (second signal): the request may have gone out.
                 self._settle_all(batch, "in_doubt", attempts, batch_id, None)
                 raise
+            gate.answered()
             self._settle_all(batch, "accepted", attempts, batch_id, None, operation_id)
             return
 
-    async def _post(self, batch: _Batch) -> str:
-        """POST the batch within the in-flight cap (a 429 lowers it); its operation id."""
-        gate = self._in_flight
-        await gate.enter()
-        try:
-            operation_id = await self.client.send_json(self._body(batch), retryable=Retryable.NEVER)
-        except RateLimitedError:
-            gate.refused()
-            raise
-        finally:
-            gate.leave()
-        gate.answered()
-        return operation_id
+    def _rate_limited(
+        self, batch: _Batch, batch_id: str, pacer: PoolPacer, err: RateLimitedError
+    ) -> None:
+        """A 429: never processed. Fewer requests in flight, the pool paused, then again."""
+        self._in_flight.refused()
+        self._release(batch_id, "429")
+        wait_s = err.retry_after_s if err.retry_after_s is not None else _DEFAULT_PAUSE_S
+        pacer.pause(wait_s)
+        log.warning("campaign.pool_paused", pool=batch.pool_id, seconds=wait_s, batch=batch_id)
 
     async def _isolate(self, batch: _Batch, err: RequestRejectedError, attempts: int) -> None:
         """A refused batch: halves resent until the refused recipients are alone."""

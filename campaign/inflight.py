@@ -7,7 +7,8 @@ run into pauses -- measured on the emulator with 2 allowed and 8 workers at batc
 429s and 150 s for 300 recipients.
 
 So the first 429 also lowers the cap to one below the requests that were in flight with
-it, and the run carries on at what the account takes. The cap creeps back up by one after
+it (those still in flight once it has left), and the run carries on at what the account
+takes. The cap creeps back up by one after
 each `raise_after_s` without a 429 (the limit may have been a busy moment), up to the
 campaign's `concurrency`: a probe costs one 429 and one pause, so it is rare.
 
@@ -51,6 +52,13 @@ class InFlightCap:
         self._changed_s = 0.0  # when the cap last changed
         self._freed: anyio.Event | None = None  # set when a request leaves a full gate
 
+    def take(self) -> bool:
+        """Let one more request go if the gate is not full (True); else take nothing."""
+        if self.busy < self.cap:
+            self.busy += 1
+            return True
+        return False
+
     async def enter(self) -> None:
         """Wait until one more request may go; the caller must `leave()` after its answer."""
         while self.busy >= self.cap:
@@ -66,8 +74,9 @@ class InFlightCap:
             self._freed = None
 
     def refused(self) -> None:
-        """A request in flight (not yet left) got a 429: the account takes fewer at once."""
-        lower = max(1, min(self.cap, self.busy - 1))
+        """A request that just left got a 429: the account takes fewer at once than were
+        in flight with it, so at most as many as are still in flight from now on."""
+        lower = max(1, min(self.cap, self.busy))
         self._changed_s = self._clock()
         if lower < self.cap:
             self.cap = lower
@@ -75,7 +84,9 @@ class InFlightCap:
 
     def answered(self) -> None:
         """A request got an answer other than 429: after long enough, try one more."""
-        if self.cap < self.most and self._clock() - self._changed_s >= self._raise_after_s:
+        if self.cap == self.most:
+            return  # the usual case, at every request: no clock read
+        if self._clock() - self._changed_s >= self._raise_after_s:
             self.cap += 1
             self._changed_s = self._clock()
             log.info("campaign.concurrency_raised", in_flight=self.cap, most=self.most)

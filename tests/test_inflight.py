@@ -30,16 +30,16 @@ def test_a_new_cap_is_the_workers_and_never_waits() -> None:
 
 
 def test_a_429_lowers_the_cap_below_the_requests_in_flight_with_it() -> None:
-    """Four in flight when one is refused: three at most from then on; never below one,
-    and a 429 never raises it."""
+    """Four in flight when one is refused (three once it has left): three at most from
+    then on; never below one, and a 429 never raises it."""
     gate = InFlightCap(8, clock=Clock())
-    gate.busy = 4
+    gate.busy = 3
     gate.refused()
     assert gate.cap == 3
     gate.busy = 6  # more in flight than the cap (they started before it fell)
     gate.refused()
     assert gate.cap == 3
-    gate.busy = 1
+    gate.busy = 0
     gate.refused()
     gate.refused()
     assert gate.cap == 1
@@ -50,8 +50,8 @@ def test_over_the_cap_a_request_waits_for_one_to_leave() -> None:
         gate = InFlightCap(4, clock=Clock())
         for _ in range(3):
             await gate.enter()
-        gate.refused()  # 3 in flight, one refused: cap 2
-        gate.leave()  # the refused one leaves: 2 in flight, still full
+        gate.leave()  # one of the 3 is refused: it leaves, 2 still in flight...
+        gate.refused()  # ...so cap 2, and the gate is full
         entered: list[int] = []
 
         async def another(number: int) -> None:
@@ -77,7 +77,7 @@ def test_the_cap_creeps_back_one_at_a_time_after_quiet_spells() -> None:
     async def main() -> None:
         clock = Clock()
         gate = InFlightCap(3, clock=clock, raise_after_s=30)
-        gate.busy = 2
+        gate.busy = 1
         gate.refused()
         gate.busy = 0
         assert gate.cap == 1
@@ -103,8 +103,8 @@ def test_a_raise_lets_a_waiting_request_go() -> None:
         gate = InFlightCap(2, clock=clock, raise_after_s=30)
         await gate.enter()
         await gate.enter()
-        gate.refused()  # cap 1, two in flight
         gate.leave()
+        gate.refused()  # one refused and gone, one in flight: cap 1
         entered = anyio.Event()
 
         async def another() -> None:
