@@ -69,9 +69,8 @@ class InFlightCap:
 
     def leave(self) -> None:
         self.busy -= 1
-        if self._freed is not None and self.busy < self.cap:
-            self._freed.set()
-            self._freed = None
+        if self.busy < self.cap:
+            self._wake()
 
     def refused(self) -> None:
         """A request that just left got a 429: the account takes fewer at once than were
@@ -90,6 +89,10 @@ class InFlightCap:
             self.cap += 1
             self._changed_s = self._clock()
             log.info("campaign.concurrency_raised", in_flight=self.cap, most=self.most)
-            if self._freed is not None:
-                self._freed.set()
-                self._freed = None
+            self._wake()
+
+    def _wake(self) -> None:
+        """Let the requests waiting in `enter` look again: there is room."""
+        if self._freed is not None:
+            self._freed.set()
+            self._freed = None

@@ -228,17 +228,13 @@ def read_recipients(
             settings = _reader_settings(
                 format, checks, sorted(required_variables), suppression, delimiter, encoding
             )
+            identity = _identity(settings, kept.input_now)
             # Nothing recorded to compare with (a new ledger, an edited input): afresh.
             accept = set()
             if kept.input_was is not None:
-                accept = {_identity(settings, kept.input_was), _identity(settings, kept.input_now)}
+                accept = {_identity(settings, kept.input_was), identity}
             try:
-                seen = KeySet.kept(
-                    kept.path,
-                    accept=accept,
-                    identity=_identity(settings, kept.input_now),
-                    bitmap_bits=bits,
-                )
+                seen = KeySet.kept(kept.path, accept=accept, identity=identity, bitmap_bits=bits)
             except (OSError, sqlite3.Error) as error:
                 raise RecipientsFileError(
                     str(kept.path),
